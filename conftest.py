@@ -1,6 +1,13 @@
 """Test-wide fixtures shared by every app."""
 
+import os
+import shutil
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
 import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(autouse=True)
@@ -10,3 +17,54 @@ def _plain_static_storage(settings):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator:
+    """A headless Debian Chromium driven by Playwright, shared by the session's browser tests."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium is missing at {CHROMIUM}; .ci/run installs Debian's chromium package.")
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium).")
+    # Playwright's sync API runs an event loop in this thread; Django's ORM must still be usable from tests.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, live_server) -> Iterator:
+    """A fresh browser page that may only reach the live test server: anything else fails the test."""
+    context = chromium.new_context(base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    allowed = urlsplit(live_server.url).netloc
+    page.outside_requests = []
+
+    def guard(route):
+        if urlsplit(route.request.url).netloc != allowed:
+            page.outside_requests.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/*", guard)
+    yield page
+    context.close()
+    assert not page.outside_requests, f"The page tried to reach other hosts: {page.outside_requests}"
