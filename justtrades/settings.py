@@ -5,6 +5,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from webhooks.addresses import parse_networks
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -249,6 +251,12 @@ TRADOVATE_SEC = env.str("TRADOVATE_SEC", default="")
 WEBHOOK_ALLOWED_IPS = env.list("WEBHOOK_ALLOWED_IPS", default=[])
 WEBHOOK_DEDUP_SECONDS = env.float("WEBHOOK_DEDUP_SECONDS", default=2.0)
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# Parsed once here so a typo stops start-up with a message instead of failing on the first alert.
+try:
+    WEBHOOK_ALLOWED_NETWORKS = parse_networks(WEBHOOK_ALLOWED_IPS, setting="WEBHOOK_ALLOWED_IPS")
+    TRUSTED_PROXY_NETWORKS = parse_networks(TRUSTED_PROXIES, setting="TRUSTED_PROXIES")
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from error
 DEFAULT_PINE_IDS = env.list("DEFAULT_PINE_IDS", default=[])
 
 REST_FRAMEWORK = {

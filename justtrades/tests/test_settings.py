@@ -20,7 +20,8 @@ print(json.dumps({
     "BROKER": s.CELERY_BROKER_URL, "CACHE": s.CACHES["default"]["BACKEND"],
     "KEYS": len(s.FIELD_ENCRYPTION_KEYS),
     "REGISTRATION_OPEN": s.REGISTRATION_OPEN, "WEBHOOK_DEDUP_SECONDS": s.WEBHOOK_DEDUP_SECONDS,
-    "WEBHOOK_ALLOWED_IPS": s.WEBHOOK_ALLOWED_IPS, "SESSION_COOKIE_AGE": s.SESSION_COOKIE_AGE,
+    "WEBHOOK_ALLOWED_IPS": s.WEBHOOK_ALLOWED_IPS,
+    "NETWORKS": [str(n) for n in s.WEBHOOK_ALLOWED_NETWORKS], "SESSION_COOKIE_AGE": s.SESSION_COOKIE_AGE,
     "TRADINGVIEW_URL": s.TRADINGVIEW_URL, "DEFAULT_PINE_IDS": s.DEFAULT_PINE_IDS,
     "ACKS_LATE": s.CELERY_TASK_ACKS_LATE,
     "PREFETCH": s.CELERY_WORKER_PREFETCH_MULTIPLIER, "REJECT_ON_LOST": s.CELERY_TASK_REJECT_ON_WORKER_LOST,
@@ -79,6 +80,8 @@ def test_a_sample_production_environment_is_parsed_into_settings():
     assert values["REGISTRATION_OPEN"] is True
     assert values["WEBHOOK_DEDUP_SECONDS"] == 5.0
     assert values["WEBHOOK_ALLOWED_IPS"] == ["tradingview", "10.0.0.0/8"]
+    assert len(values["NETWORKS"]) == 5
+    assert "52.89.214.238/32" in values["NETWORKS"]
     assert values["SESSION_COOKIE_AGE"] == 900
     assert values["TRADINGVIEW_URL"] == "https://fr.tradingview.com"
     assert values["DEFAULT_PINE_IDS"] == ["PUB;3be120ba74944ca7b32ad644f40aaff2"]
@@ -111,3 +114,10 @@ def test_start_up_stops_with_a_clear_message_when_a_secret_is_missing_and_debug_
 def test_debug_is_off_unless_asked():
     values = settings_from({"SECRET_KEY": "x" * 60, "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode()})
     assert values["DEBUG"] is False
+
+
+def test_a_malformed_address_in_the_webhook_allow_list_stops_start_up_with_its_name():
+    result = run_with_env({"DEBUG": "true", "WEBHOOK_ALLOWED_IPS": "tradingview,10.0.0.300"})
+    assert result.returncode != 0
+    assert "WEBHOOK_ALLOWED_IPS" in result.stderr
+    assert "10.0.0.300" in result.stderr
