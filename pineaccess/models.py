@@ -1,14 +1,27 @@
 """Invite-only Pine Scripts, who has access to them on TradingView, and the audit trail of every operation."""
 
+from __future__ import annotations
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
+
+from justtrades.encryption import EncryptedTextField
 
 pine_id_validator = RegexValidator(
     r"^PUB;[0-9a-f]{32}$",
     "A TradingView script id is PUB; followed by 32 hexadecimal characters, "
     "for example PUB;3be120ba74944ca7b32ad644f40aaff2.",
 )
+
+
+class Actor(models.TextChoices):
+    """Who asked for an operation."""
+
+    USER = "user", "User"
+    STAFF = "staff", "Staff"
+    SYSTEM = "system", "System"
 
 
 class PineScript(models.Model):
@@ -56,7 +69,20 @@ class ScriptAccess(models.Model):
     granted_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    error_code = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="The kind of the last error (user_not_found, session_expired, ...).",
+    )
     attempts = models.PositiveIntegerField(default=0)
+    # Who asked for the change that is waiting to be made on TradingView, for the audit log.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_actor = models.CharField(max_length=16, choices=Actor.choices, default=Actor.SYSTEM)
+    # A worker holds the row while it talks to TradingView, so two workers never act on it at once.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -85,6 +111,27 @@ class ScriptAccess(models.Model):
         """Whether the access never expires."""
         return self.expires_at is None
 
+    @property
+    def is_live(self) -> bool:
+        """Whether the row still counts as the user's access (anything but removed)."""
+        return self.status != self.Status.REMOVED
+
+    @property
+    def user_facing_error(self) -> str:
+        """The last error in words for the buyer: their own mistakes in full, operator problems in short."""
+        if not self.last_error:
+            return ""
+        if self.error_code in USER_FIXABLE_ERROR_CODES:
+            return self.last_error
+        return (
+            "TradingView did not complete this request. The team has been told and will retry it; "
+            "you do not need to do anything."
+        )
+
+
+# Errors the buyer can fix themselves (a misspelt username); every other one is the operator's to fix.
+USER_FIXABLE_ERROR_CODES = frozenset({"user_not_found"})
+
 
 class AccessLog(models.Model):
     """One operation against TradingView (or a decision about one), kept forever, never edited."""
@@ -96,11 +143,10 @@ class AccessLog(models.Model):
         REMOVE = "remove", "Remove"
         SYNC = "sync", "Sync"
         LOGIN = "login", "Sign in to TradingView"
+        CHANGE_USERNAME = "change_username", "Change TradingView username"
+        DEACTIVATE = "deactivate", "Deactivate script"
 
-    class Actor(models.TextChoices):
-        USER = "user", "User"
-        STAFF = "staff", "Staff"
-        SYSTEM = "system", "System"
+    Actor = Actor
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", "Success"
@@ -125,3 +171,85 @@ class AccessLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_operation_display()} {self.tradingview_username} {self.pine_id}: {self.outcome}"
+
+
+class TradingViewSession(models.Model):
+    """The seller's TradingView session cookies, encrypted, one row shared by every process."""
+
+    class Source(models.TextChoices):
+        SIGN_IN = "sign_in", "Signed in with the password"
+        PASTED = "pasted", "Pasted from a browser"
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    cookies = EncryptedTextField(blank=True, help_text="JSON of sessionid and sessionid_sign, encrypted.")
+    source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    saved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    saved_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "TradingView session"
+        verbose_name_plural = "TradingView session"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="pineaccess_tradingviewsession_singleton"),
+        ]
+
+    def __str__(self) -> str:
+        return "TradingView session" + ("" if self.has_cookies else " (none saved)")
+
+    @property
+    def has_cookies(self) -> bool:
+        """Whether a session is saved."""
+        return bool(self.cookies)
+
+
+class SyncReport(models.Model):
+    """One comparison of a script's access list on TradingView with the database, and what was fixed."""
+
+    class Outcome(models.TextChoices):
+        CLEAN = "clean", "In sync"
+        DRIFT = "drift", "Drift found"
+        FIXED = "fixed", "Drift fixed"
+        PARTLY_FIXED = "partly_fixed", "Drift partly fixed"
+        FAILED = "failed", "Failed"
+
+    script = models.ForeignKey(PineScript, on_delete=models.CASCADE, related_name="sync_reports")
+    pine_id = models.CharField(max_length=36)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, db_index=True)
+    fix_requested = models.BooleanField(default=False)
+    actor = models.CharField(max_length=16, choices=Actor.choices, default=Actor.SYSTEM)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tradingview_count = models.PositiveIntegerField(default=0, help_text="Users listed on TradingView.")
+    database_count = models.PositiveIntegerField(default=0, help_text="Active rows here.")
+    only_on_tradingview = models.JSONField(default=list, blank=True)
+    only_here = models.JSONField(default=list, blank=True)
+    different_expiry = models.JSONField(default=list, blank=True)
+    fixes = models.JSONField(default=list, blank=True, help_text="What was changed, one line each.")
+    fix_errors = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["script", "-started_at"], name="pineaccess_sync_script_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=["clean", "drift", "fixed", "partly_fixed", "failed"]),
+                name="pineaccess_syncreport_outcome_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Sync of {self.pine_id} at {self.started_at:%Y-%m-%d %H:%M}: {self.get_outcome_display()}"
+
+    @property
+    def drift_count(self) -> int:
+        """How many differences were found in all three directions."""
+        return len(self.only_on_tradingview) + len(self.only_here) + len(self.different_expiry)

@@ -77,6 +77,18 @@ class TradingViewError(Exception):
         self.detail = detail
         self.status = status
 
+    def __reduce__(self) -> tuple:
+        # Celery pickles task errors; the keyword-only constructor would otherwise make them unpicklable.
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(cls: type[TradingViewError], args: tuple, state: dict) -> TradingViewError:
+    """Recreate a pickled TradingViewError without calling its constructor."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class UserNotFound(TradingViewError):
     """No TradingView user has exactly this username."""

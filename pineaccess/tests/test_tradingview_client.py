@@ -870,3 +870,14 @@ def test_client_from_settings_reads_the_tradingview_settings(monkeypatch: pytest
     with client_from_settings(MemorySessionStore(), max_attempts=1) as client:
         assert client.base_url == "https://fr.tradingview.com"
         assert client.username == "seller"
+
+
+def test_every_tradingview_error_survives_pickling_as_celery_does():
+    import pickle
+
+    from pineaccess import tradingview
+
+    error = tradingview.TwoFactorRequired("Two-factor code needed.", summary="2FA", types=("totp",))
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301  (our own bytes, as Celery would)
+    assert type(copy) is tradingview.TwoFactorRequired
+    assert (str(copy), copy.summary, copy.types) == ("Two-factor code needed.", "2FA", ("totp",))
