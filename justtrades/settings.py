@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -114,6 +115,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # A file, not memory, for the test database: threads in race tests then wait on the busy timeout
+    # as production processes do, instead of failing at once with "table is locked".
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if env.bool("DATABASE_POOL", default=True):
@@ -236,6 +240,9 @@ CELERY_TASK_ROUTES = {"trading.tasks.*": {"queue": "orders"}}
 
 # Product settings (shared/specs/interfaces.md).
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=False)
+# Failed attempts allowed per IP and per account, as "attempts/seconds".
+LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/900")
+KEY_RATE_LIMIT = env.str("KEY_RATE_LIMIT", default="10/900")
 TRADINGVIEW_URL = env.str("TRADINGVIEW_URL", default="https://www.tradingview.com").rstrip("/")
 TRADINGVIEW_USERNAME = env.str("TRADINGVIEW_USERNAME", default="")
 TRADINGVIEW_PASSWORD = env.str("TRADINGVIEW_PASSWORD", default="")
@@ -264,7 +271,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsApprovedUser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
