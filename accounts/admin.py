@@ -96,10 +96,12 @@ class JustTradesUserAdmin(UserAdmin):
 
     @admin.action(description="Approve selected users", permissions=["change"])
     def approve_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        # Counted first: under the "pending" filter the queryset no longer matches once approved.
+        selected = queryset.count()
         approved = services.users_approve(
             users=queryset.exclude(approval_status=User.ApprovalStatus.APPROVED), approved_by=request.user
         )
-        skipped = queryset.count() - approved
+        skipped = selected - approved
         self.message_user(
             request,
             f"Approved {approved} user{'s' if approved != 1 else ''}"

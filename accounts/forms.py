@@ -87,6 +87,15 @@ class RegistrationForm(UserCreationForm):
         self.fields[
             "tradingview_username"
         ].help_text = "Exactly as on your TradingView profile; script access is granted to this name."
+        # pineaccess/username-check.js checks the name with TradingView as it is typed.
+        self.fields["tradingview_username"].widget.attrs.update(
+            {
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "autocapitalize": "none",
+                "data-tradingview-username-check": "/api/tradingview/validate-username",
+            }
+        )
 
     def clean_tradingview_username(self) -> str:
         """Check the name with TradingView and keep TradingView's spelling."""

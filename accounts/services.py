@@ -146,17 +146,27 @@ def access_key_redeem(*, access_key_id: int, user: User) -> Redemption:
                 selectors.access_key_refusal(access_key=access_key) or AccessKeyRefusal.USED
             )
         access_key = AccessKey.objects.prefetch_related("scripts").get(pk=access_key_id)
-        scripts = selectors.access_key_scripts_to_grant(access_key=access_key)
-        accesses = []
-        if scripts:
-            accesses = script_access_grant(
-                user=user, scripts=scripts, duration_days=access_key.access_days, requested_by=user
-            )
         approved = False
+        accesses = []
         if access_key.auto_approve and user.approval_status == User.ApprovalStatus.PENDING:
+            # Approval grants the key's scripts (see user_approve).
             approved = user_approve(user=user, approved_by=None, access_key=access_key)
-    logger.info("User %s redeemed access key #%s granting %d scripts", user.pk, access_key.pk, len(scripts))
+            accesses = list(user.script_accesses.filter(status=ScriptAccess.Status.PENDING))
+        elif user.approval_status == User.ApprovalStatus.APPROVED:
+            accesses = _access_key_grant(access_key=access_key, user=user, requested_by=user)
+        # Otherwise the account waits for staff: its scripts are granted when it is approved, not before.
+    logger.info("User %s redeemed access key #%s (%d grants queued)", user.pk, access_key.pk, len(accesses))
     return Redemption(access_key=access_key, accesses=accesses, approved=approved)
+
+
+def _access_key_grant(*, access_key: AccessKey, user: User, requested_by: User | None) -> list[ScriptAccess]:
+    """Grant a redeemed key's scripts to its user."""
+    scripts = selectors.access_key_scripts_to_grant(access_key=access_key)
+    if not scripts:
+        return []
+    return script_access_grant(
+        user=user, scripts=scripts, duration_days=access_key.access_days, requested_by=requested_by
+    )
 
 
 # ------------------------------------------------------------------------------------------ registration
@@ -216,8 +226,12 @@ def user_approve(*, user: User, approved_by: User | None, access_key: AccessKey 
                 decided_by=approved_by,
                 access_key=access_key,
             )
+            user.approval_status, user.is_active = User.ApprovalStatus.APPROVED, True
+            # A user is approved at most once (only pending users can be rejected), so the keys they
+            # redeemed while waiting are granted here exactly once.
+            for redeemed in AccessKey.objects.filter(redeemed_by=user).prefetch_related("scripts"):
+                _access_key_grant(access_key=redeemed, user=user, requested_by=approved_by or user)
     if changed:
-        user.approval_status, user.is_active = User.ApprovalStatus.APPROVED, True
         logger.info("Approved user %s", user.pk)
     return bool(changed)
 

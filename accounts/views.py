@@ -18,6 +18,7 @@ from accounts.decorators import AWAITING_APPROVAL_TEMPLATE, approved_required
 from accounts.forms import AccessKeyForm, LoginForm, ProfileForm, RegistrationForm, TradingViewUsernameForm
 from accounts.models import User
 from accounts.selectors import AccessKeyRefused
+from pineaccess.api import username_check_allow
 from pineaccess.services import tradingview_username_change
 
 SESSION_ACCESS_KEY = "accounts.access_key_id"
@@ -117,6 +118,8 @@ def register(request: HttpRequest) -> HttpResponse:
         messages.info(request, services.RegistrationClosed.message)
         return redirect("home")
 
+    # Lets the page check the TradingView username as it is typed, before the visitor has an account.
+    username_check_allow(request.session)
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

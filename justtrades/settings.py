@@ -1,5 +1,6 @@
 """Settings for JustTrades, read from the environment (and `.env`) through django-environ."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -117,7 +118,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # A file, not memory, for the test database: threads in race tests then wait on the busy timeout
     # as production processes do, instead of failing at once with "table is locked".
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # One file per test process, so test runs side by side never share a database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if env.bool("DATABASE_POOL", default=True):

@@ -208,6 +208,20 @@ def test_a_key_without_auto_approve_leaves_the_user_pending(make_key, script):
     user.refresh_from_db()
     assert user.approval_status == User.ApprovalStatus.PENDING
     assert not ApprovalLog.objects.exists()
+    assert not ScriptAccess.objects.filter(user=user).exists()
+
+
+def test_scripts_of_a_key_that_needs_approval_are_granted_when_staff_approve_the_user(
+    make_key, script, staff
+):
+    issued = make_key(scripts=[script], auto_approve=False)
+    user = newcomer()
+    services.access_key_redeem(access_key_id=issued.access_key.pk, user=user)
+    assert services.user_approve(user=user, approved_by=staff)
+    access = ScriptAccess.objects.get(user=user)
+    assert access.script == script
+    assert access.status == ScriptAccess.Status.PENDING
+    assert not services.user_approve(user=user, approved_by=staff)
     assert ScriptAccess.objects.filter(user=user).count() == 1
 
 
