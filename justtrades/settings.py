@@ -9,10 +9,11 @@ from django.core.exceptions import ImproperlyConfigured
 from webhooks.addresses import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
-
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Where the product keeps its local state: collected static files, the embedded task queue, the file cache.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 # Only ever used with DEBUG on; production refuses to start without real values.
 _DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production"  # noqa: S105
@@ -285,6 +286,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Script access and signal-to-order automation for TradingView strategies.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Two fields share the distance-unit choices; one schema enum names them both.
+    "ENUM_NAME_OVERRIDES": {"DistanceUnitEnum": "trading.models.choices.DistanceUnit"},
     # Swagger UI from the vendored sidecar package, never from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
