@@ -12,5 +12,6 @@ class JustTradesConfig(AppConfig):
         """Create the folders the embedded task broker and static files live in."""
         Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):
-            for folder in settings.CELERY_BROKER_TRANSPORT_OPTIONS.values():
-                Path(folder).mkdir(parents=True, exist_ok=True)
+            options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+            for name in ("data_folder_in", "data_folder_out", "control_folder"):
+                Path(options[name]).mkdir(parents=True, exist_ok=True)

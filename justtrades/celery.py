@@ -13,6 +13,8 @@ app.autodiscover_tasks()
 
 # Periodic jobs, declared in code. Every task here is idempotent: a missed or doubled beat does no harm.
 app.conf.beat_schedule = {
+    # Re-queues signals whose queue message was lost; expires so a backlog of beats never piles up.
+    "signals-sweep": {"task": "trading.tasks.signals_sweep", "schedule": 30.0, "options": {"expires": 25}},
     "pineaccess-expire": {"task": "pineaccess.tasks.expire_script_access", "schedule": 300.0},
     "pineaccess-resume": {"task": "pineaccess.tasks.resume_script_access", "schedule": 300.0},
     "pineaccess-sync": {

@@ -227,6 +227,8 @@ else:
         "data_folder_in": str(CELERY_TASK_QUEUE_DIR),
         "data_folder_out": str(CELERY_TASK_QUEUE_DIR),
         "control_folder": str(VAR_DIR / "queue-control"),
+        # The worker scans the folder this often when it finds it empty (kombu's default is 1 s).
+        "polling_interval": 0.1,
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -1,4 +1,4 @@
-"""Create the demo staff user and demo data for `make run`; safe to run again."""
+"""Create the demo staff user and demo trading set-up for `make run`; safe to run again."""
 
 import secrets
 
@@ -6,26 +6,49 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from trading.execution import demo_trading_seed
+
 DEMO_USERNAME = "demo"
 
 
 class Command(BaseCommand):
-    help = "Create the demo staff user and demo data if they are missing (idempotent)."
+    help = "Create the demo staff user, a paper account, an ES recorder and a trader if missing (idempotent)."
 
-    @transaction.atomic
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the site is served")
+
+    def handle(self, *args, base_url: str, **options):
         user_model = get_user_model()
-        if user_model.objects.filter(username=DEMO_USERNAME).exists():
-            self.stdout.write(
-                f"Demo user '{DEMO_USERNAME}' already exists; its password was printed when created."
-            )
-            return
         password = secrets.token_urlsafe(12)
-        user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", password)
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Created the demo staff user. Log in at http://127.0.0.1:8000/login as "
-                f"'{DEMO_USERNAME}' with password '{password}' (shown only this once; "
-                f"change it with: .venv/bin/python manage.py changepassword {DEMO_USERNAME})."
+        with transaction.atomic():
+            user, created = user_model.objects.get_or_create(
+                username=DEMO_USERNAME,
+                defaults={
+                    "email": "demo@example.com",
+                    "is_staff": True,
+                    "is_superuser": True,
+                    "approval_status": user_model.ApprovalStatus.APPROVED,
+                },
             )
+            if created:
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            demo = demo_trading_seed(user)
+        if created:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Created the demo staff user. Log in at {base_url}/login as '{DEMO_USERNAME}' "
+                    f"with password '{password}' (shown only this once; change it with: "
+                    f".venv/bin/python manage.py changepassword {DEMO_USERNAME})."
+                )
+            )
+        else:
+            self.stdout.write(
+                f"Demo user '{DEMO_USERNAME}' exists; its password was printed when it was created."
+            )
+        self.stdout.write(
+            "Send the demo recorder a buy alert, then watch the position appear at "
+            f"{base_url}/positions/ :\n"
+            f"  curl -X POST {base_url}{demo['webhook_path']} -H 'Content-Type: application/json' "
+            '-d \'{"action": "buy", "ticker": "ES1!", "price": 5000.25}\''
         )

@@ -1,0 +1,120 @@
+"""The broker of a BrokerAccount: the paper simulation, or Tradovate with tokens shared in the database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+
+from django.conf import settings
+from django.core.cache import cache
+
+from trading.brokers.base import Broker, BrokerNeedsAttention
+from trading.brokers.paper import PaperBroker
+from trading.brokers.tradovate import TradovateBroker, TradovateClient, TradovateCredentials, TradovateToken
+from trading.models import BrokerAccount
+
+RENEWAL_LOCK_SECONDS = 60
+RENEWAL_LOCK_WAIT_SECONDS = 30.0
+
+
+class AccountTokenStore:
+    """A Tradovate token store on the BrokerAccount row (encrypted), shared by every worker and process.
+
+    The renewal lock lives in the cache (Redis when REDIS_URL is set), never in a database transaction: a
+    login can take seconds and must not hold a database lock while it waits on Tradovate.
+    """
+
+    def __init__(self, account_id: int) -> None:
+        self.account_id = account_id
+
+    def get(self) -> TradovateToken | None:
+        """The freshest token stored: the cached access token, else the OAuth token from the last connect."""
+        row = (
+            BrokerAccount.objects.filter(pk=self.account_id)
+            .values(
+                "access_token",
+                "access_token_expires_at",
+                "access_token_source",
+                "oauth_token",
+                "oauth_token_expires_at",
+                "broker_user_id",
+            )
+            .first()
+        )
+        if row is None:
+            return None
+        candidates = []
+        if row["access_token"] and row["access_token_expires_at"]:
+            source = row["access_token_source"] or "password"
+            candidates.append(
+                TradovateToken(row["access_token"], row["access_token_expires_at"].astimezone(UTC), source)
+            )
+        if row["oauth_token"] and row["oauth_token_expires_at"]:
+            candidates.append(
+                TradovateToken(row["oauth_token"], row["oauth_token_expires_at"].astimezone(UTC), "oauth")
+            )
+        if not candidates:
+            return None
+        token = max(candidates, key=lambda item: item.expires_at)
+        if row["broker_user_id"] is not None:
+            token = TradovateToken(token.access_token, token.expires_at, token.source, row["broker_user_id"])
+        return token
+
+    def put(self, token: TradovateToken) -> None:
+        """Store a new token for everyone (one UPDATE of the token columns only)."""
+        changes = {
+            "access_token": token.access_token,
+            "access_token_expires_at": token.expires_at,
+            "access_token_source": token.source,
+        }
+        if token.user_id is not None:
+            changes["broker_user_id"] = token.user_id
+        BrokerAccount.objects.filter(pk=self.account_id).update(**changes)
+
+    @contextmanager
+    def renewal_lock(self) -> Iterator[None]:
+        """Held while one worker renews or logs in; the others wait, then find its token."""
+        key = f"tradovate-renewal:{self.account_id}"
+        deadline = time.monotonic() + RENEWAL_LOCK_WAIT_SECONDS
+        acquired = cache.add(key, "1", RENEWAL_LOCK_SECONDS)
+        while not acquired and time.monotonic() < deadline:
+            time.sleep(0.2)
+            acquired = cache.add(key, "1", RENEWAL_LOCK_SECONDS)
+        try:
+            yield
+        finally:
+            if acquired:
+                cache.delete(key)
+
+
+def broker_for_account(account: BrokerAccount) -> Broker:
+    """Return the broker that trades this account; BrokerNeedsAttention when it cannot be used as it is."""
+    if account.kind == BrokerAccount.Kind.PAPER:
+        return PaperBroker(account)
+    if account.needs_attention:
+        raise BrokerNeedsAttention(
+            account.status_message or f"Broker account {account.name} needs attention: reconnect it.",
+            reason=account.status_reason or "needs_attention",
+        )
+    credentials = None
+    if account.username and account.password:
+        credentials = TradovateCredentials(
+            name=account.username,
+            password=account.password,
+            app_id=settings.TRADOVATE_APP_ID,
+            app_version=settings.TRADOVATE_APP_VERSION,
+            cid=settings.TRADOVATE_CID,
+            sec=settings.TRADOVATE_SEC,
+            device_id=account.device_id,
+        )
+    store = AccountTokenStore(account.pk)
+    if credentials is None and store.get() is None:
+        raise BrokerNeedsAttention(
+            f"Broker account {account.name} has no Tradovate login: connect it with OAuth or enter the "
+            "username and password on the accounts page.",
+            reason="not_connected",
+        )
+    base_url = settings.TRADOVATE_DEMO_URL if account.is_demo else settings.TRADOVATE_LIVE_URL
+    return TradovateBroker(TradovateClient(base_url, credentials=credentials, token_store=store))

@@ -1,0 +1,56 @@
+"""Celery tasks of the trading pipeline: thin wrappers that take ids and call trading.execution services.
+
+Every task here is idempotent: claims and conditional updates make a re-delivered or doubled message harmless.
+Routed to the `orders` queue by CELERY_TASK_ROUTES ("trading.tasks.*").
+"""
+
+from celery import shared_task
+
+from trading import execution
+
+
+@shared_task(name="trading.tasks.signal_process")
+def signal_process(signal_id: int) -> str:
+    """Take a stored signal through its recorder and fan it out to its traders, in order of arrival."""
+    try:
+        return execution.signal_process(signal_id=signal_id)
+    except execution.WaitForEarlier:
+        signal_process.apply_async(args=[signal_id], countdown=execution.WAIT_FOR_EARLIER_SECONDS)
+        return "waiting"
+
+
+@shared_task(bind=True, name="trading.tasks.trader_signal_execute", max_retries=len(execution.RETRY_BACKOFF))
+def trader_signal_execute(self, decision_id: int) -> str:
+    """Plan and send one trader's orders for one signal; retried with backoff while the broker is down."""
+    try:
+        return execution.trader_signal_execute(decision_id=decision_id)
+    except execution.WaitForEarlier:
+        # Not a failure: a fresh message, so the broker's retry budget is left whole.
+        trader_signal_execute.apply_async(args=[decision_id], countdown=execution.WAIT_FOR_EARLIER_SECONDS)
+        return "waiting"
+    except execution.RetryLater as retry:
+        if self.request.retries >= self.max_retries:
+            execution.decision_abandon(
+                decision_id=decision_id, reason=f"the broker stayed unavailable ({retry.message})"
+            )
+            return "abandoned"
+        countdown = retry.countdown or execution.RETRY_BACKOFF[self.request.retries]
+        raise self.retry(countdown=countdown) from None
+
+
+@shared_task(name="trading.tasks.order_settle")
+def order_settle(order_id: int) -> str:
+    """Look up an order whose outcome is unknown at the broker, without sending it again."""
+    order = execution.order_settle(order_id=order_id)
+    return order.status if order is not None else "missing"
+
+
+@shared_task(name="trading.tasks.signals_sweep")
+def signals_sweep() -> dict:
+    """Re-queue signals and decisions left behind by a lost message or a dead worker."""
+    report = execution.signals_sweep()
+    return {
+        "signals": report.signals,
+        "decisions": report.decisions,
+        "orders_to_settle": report.orders_to_settle,
+    }
