@@ -363,6 +363,8 @@ def test_the_registration_page_checks_the_tradingview_username_as_it_is_typed(pa
     issued = services.access_keys_create(count=1)[0]
     enter_key(page, issued.raw_key)
     expect(page).to_have_url(re.compile(r"/register$"))
+    # The check's script is deferred: type only once it is listening, as a person would after the page loads.
+    page.wait_for_load_state("load")
     username_field = field(page, "TradingView username")
     # Fail at once rather than wait for a result that cannot appear.
     assert page.locator("input[data-tradingview-username-check]").count() == 1

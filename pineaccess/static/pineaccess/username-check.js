@@ -26,11 +26,12 @@
 
     function check() {
       var value = input.value.trim();
-      if (controller) {
-        controller.abort();
-      }
+      // The same name again (blur after change) leaves the check already under way to finish.
       if (value === lastChecked) {
         return;
+      }
+      if (controller) {
+        controller.abort();
       }
       lastChecked = value;
       if (!value) {
@@ -77,6 +78,14 @@
       window.clearTimeout(timer);
       check();
     });
+    input.addEventListener("change", function () {
+      window.clearTimeout(timer);
+      check();
+    });
+    // A form shown again after an error (or filled in by the browser) already holds a name: check it now.
+    if (input.value.trim()) {
+      check();
+    }
   }
 
   document.querySelectorAll("input[data-tradingview-username-check]").forEach(setup);
