@@ -14,6 +14,7 @@ p99 under 250 ms. Only 127.0.0.1 is ever contacted; the run is bounded by --aler
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import json
 import os
@@ -35,17 +36,19 @@ PYTHON = sys.executable
 SETUP = """
 from django.contrib.auth import get_user_model
 from trading.services import recorder_create
+import secrets
 user = get_user_model().objects.create_user(
-    "bench", "bench@example.com", "bench-password-123", approval_status="approved"
+    "bench-" + secrets.token_hex(4), "bench@example.com", secrets.token_urlsafe(16),
+    approval_status="approved",
 )
 recorder = recorder_create(owner=user, name="Bench ES", symbol="ES")
+print("RECORDER=" + str(recorder.pk))
 print("TOKEN=" + recorder.webhook_token)
 """
 
 COUNT = """
 from trading.models import Signal
-rows = Signal.objects.values_list("id", "status")
-print("SIGNALS=" + str(len(rows)))
+print("SIGNALS=" + str(Signal.objects.filter(recorder_id=RECORDER_ID).count()))
 """
 
 
@@ -121,6 +124,22 @@ async def burst(port: int, path: str, alerts: int, concurrency: int, timeout: fl
     return results, time.perf_counter() - started
 
 
+def process_cpu_seconds(root_pid: int) -> float:
+    """CPU seconds used so far by a process and its direct children (gunicorn's master and workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [root_pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()]
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The value below which the given fraction of sorted values falls."""
     ordered = sorted(values)
@@ -150,7 +169,9 @@ def main() -> None:
         "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{state / 'bench.sqlite3'}"),
     }
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=PROJECT, env=env, check=True)
-    token = manage(env, SETUP).split("TOKEN=", 1)[1].strip()
+    created = manage(env, SETUP)
+    recorder_id = int(created.split("RECORDER=", 1)[1].split()[0])
+    token = created.split("TOKEN=", 1)[1].strip()
     port = free_port()
     server = subprocess.Popen(
         [
@@ -183,9 +204,13 @@ def main() -> None:
                 time.sleep(0.2)
         # One warm-up request per worker process, so imports and connections are not measured.
         asyncio.run(burst(port, f"/webhook/{token}", options.web_workers * 2, options.web_workers, 30))
+        server_cpu_before = process_cpu_seconds(server.pid)
+        client_cpu_before = time.process_time()
         results, wall = asyncio.run(
             burst(port, f"/webhook/{token}", options.alerts, options.concurrency, options.timeout)
         )
+        server_cpu = process_cpu_seconds(server.pid) - server_cpu_before
+        client_cpu = time.process_time() - client_cpu_before
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -194,7 +219,7 @@ def main() -> None:
     statuses: dict[int, int] = {}
     for status, _ in results:
         statuses[status] = statuses.get(status, 0) + 1
-    stored = int(manage(env, COUNT).split("SIGNALS=", 1)[1].strip())
+    stored = int(manage(env, COUNT.replace("RECORDER_ID", str(recorder_id))).split("SIGNALS=", 1)[1].strip())
     warmup = options.web_workers * 2
     summary = {
         "alerts": options.alerts,
@@ -209,6 +234,8 @@ def main() -> None:
         "p95_ms": round(percentile(latencies, 0.95) * 1000, 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1) if latencies else None,
         "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+        "server_cpu_ms_per_alert": round(server_cpu / options.alerts * 1000, 2),
+        "client_cpu_ms_per_alert": round(client_cpu / options.alerts * 1000, 2),
         "stored_signals": stored - warmup,
         "durable": stored - warmup == statuses.get(200, 0),
     }

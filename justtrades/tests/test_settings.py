@@ -73,7 +73,7 @@ def test_a_sample_production_environment_is_parsed_into_settings():
     assert values["ENGINE"] == "django.db.backends.postgresql"
     assert values["NAME"] == "justtrades"
     assert "pool" in values["OPTIONS"]
-    assert values["CONN_HEALTH_CHECKS"] is True
+    assert values["CONN_HEALTH_CHECKS"] is False  # the pool replaces a check per request
     assert values["BROKER"] == "redis://cache.internal:6379/0"
     assert values["CACHE"] == "django.core.cache.backends.redis.RedisCache"
     assert values["KEYS"] == 2
