@@ -14,8 +14,8 @@ p99 under 250 ms. Only 127.0.0.1 is ever contacted; the run is bounded by --aler
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 import json
 import os
 import secrets
