@@ -1,0 +1,455 @@
+"""Money-safety review of the execution pipeline: faults and races that must neither lose nor double a trade.
+
+Tests marked xfail(strict=True) prove a defect: they assert the behaviour the product owes its users and fail
+today. The unmarked ones pin down correct behaviour under races that the other suites do not exercise.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.db import connection
+from django.utils import timezone
+
+from trading import execution
+from trading.brokers.base import OrderOutcomeUnknown
+from trading.brokers.paper import PaperBroker
+from trading.models import (
+    Decision,
+    Order,
+    PaperOrder,
+    PaperPosition,
+    RecorderPosition,
+    Signal,
+)
+from trading.tests.execution_support import *  # noqa: F403  fixtures
+from trading.tests.execution_support import decisions_of, make_trader, orders_of, stored_signal
+from trading.tests.factories import RecorderFactory
+
+THREAD_TIMEOUT = 10.0
+
+
+def paper_position(trader) -> int:
+    row = PaperPosition.objects.filter(broker_account=trader.account, root="ES").first()
+    return row.quantity if row else 0
+
+
+def working_stop_contracts(trader) -> int:
+    return sum(
+        PaperOrder.objects.filter(
+            broker_account=trader.account, status="working", order_type__in=["Stop", "TrailingStop"]
+        ).values_list("quantity", flat=True)
+    )
+
+
+def process(queue, signal: Signal) -> None:
+    queue.publish("signal_process", signal.pk)
+    queue.run()
+
+
+def es_recorder(owner, **settings):
+    values = {"tp_targets": [{"value": 8, "trim": None}], "sl_enabled": True, "sl_amount": Decimal(8)}
+    return RecorderFactory(owner=owner, symbol="ES", **{**values, **settings})
+
+
+def two_target_recorder(owner):
+    """Two contracts, two take-profits (4 and 8 ticks) each paired with a stop 8 ticks away: no bracket."""
+    return es_recorder(
+        owner,
+        initial_position_size=2,
+        tp_targets=[{"value": 4, "trim": 1}, {"value": 8, "trim": None}],
+    )
+
+
+def run_in_threads(*targets):
+    """Run each callable in its own thread with its own database connection; re-raise the first error."""
+    errors: list[BaseException] = []
+    results: list[object] = [None] * len(targets)
+
+    def runner(index, target):
+        try:
+            results[index] = target()
+        except BaseException as error:  # surfaced to the test below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=runner, args=(i, t)) for i, t in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(THREAD_TIMEOUT)
+        assert not thread.is_alive(), "a thread hung"
+    if errors:
+        raise errors[0]
+    return results
+
+
+# --- defects ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="The sweeper re-queues pending signals only after 60 s (SWEEP_PENDING_AFTER), the recorders' "
+    "default maximum age: a signal whose queue message was lost (Redis down) is always marked stale.",
+)
+def test_a_signal_whose_queue_message_was_lost_is_still_traded_when_the_sweeper_requeues_it(queue, owner):
+    recorder = es_recorder(owner)
+    make_trader(recorder)
+    received = timezone.now()
+    signal = stored_signal(recorder, received_at=received)  # stored; its publish failed (Redis restarting)
+
+    # Beat runs the sweeper every 30 s; take the first sweep that re-queues the signal.
+    for seconds in range(30, 181, 30):
+        with time_machine.travel(received + timedelta(seconds=seconds), tick=False):
+            if execution.signals_sweep().signals:
+                queue.run()
+                break
+
+    signal.refresh_from_db()
+    assert signal.status == Signal.Status.PROCESSED, signal.reason
+    assert Order.objects.filter(plan_key="entry", status="filled").exists()
+
+
+class WorkerKilled(BaseException):
+    """A worker process dying: not an Exception, so no handler of ours sees it."""
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="A decision's claim lease is CELERY_TASK_TIME_LIMIT + 30 s (330 s): when its worker dies, the "
+    "re-delivered message finds it claimed, and the sweeper frees it only after the signal turned stale.",
+)
+def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(queue, owner, monkeypatch):
+    recorder = es_recorder(owner)
+    make_trader(recorder)
+    signal = stored_signal(recorder)
+    queue.publish("signal_process", signal.pk)
+    queue.run_one()
+    [decision] = decisions_of(signal)
+    claimed_at = timezone.now()
+
+    def killed(*args, **kwargs):
+        raise WorkerKilled
+
+    with monkeypatch.context() as patch:
+        patch.setattr(execution, "_decision_plan", killed)
+        with pytest.raises(WorkerKilled):
+            queue.run_one()
+    # acks_late + reject_on_worker_lost: the message comes back at once, to another worker.
+    assert execution.trader_signal_execute(decision_id=decision.pk) == "not-claimed"
+
+    for seconds in range(30, 601, 30):
+        with time_machine.travel(claimed_at + timedelta(seconds=seconds), tick=False):
+            if execution.signals_sweep().decisions:
+                queue.run()
+                break
+
+    decision.refresh_from_db()
+    assert decision.status == Decision.Status.EXECUTED, decision.reason
+    assert Order.objects.filter(plan_key="entry", status="filled").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="_submit_group cancels the position's working take-profit and stop before it sends an add's "
+    "entry; when the broker refuses the entry, the new protection is marked not sent and nothing puts the "
+    "old one back: the position is left without a stop.",
+)
+def test_an_add_refused_by_the_broker_leaves_the_held_position_protected(queue, owner, faulty_broker):
+    recorder = es_recorder(owner)
+    trader = make_trader(recorder)
+    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    assert working_stop_contracts(trader) == 1
+
+    faulty_broker.rejected("Max position limit reached for this account")
+    add = stored_signal(recorder, price=Decimal("5000"), received_at=timezone.now() + timedelta(seconds=1))
+    process(queue, add)
+
+    assert Order.objects.get(decision__signal=add, plan_key="entry").status == "rejected"
+    assert paper_position(trader) == 1
+    # Today: the old stop was cancelled and the new one "Not sent": one contract held with no stop.
+    assert working_stop_contracts(trader) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="The kill switch is read only when a decision is planned (_decision_plan); the retry of a "
+    "decision whose broker was unavailable (_decision_submit) sends its orders without looking again.",
+)
+def test_a_kill_switch_turned_on_while_a_decision_waits_for_its_retry_stops_its_orders(
+    queue, owner, faulty_broker
+):
+    recorder = es_recorder(owner)
+    trader = make_trader(recorder)
+    faulty_broker.unavailable()
+    signal = stored_signal(recorder)
+    process(queue, signal)
+    [decision] = decisions_of(signal)
+    assert decision.status == Decision.Status.EXECUTING  # planned, waiting for the broker
+
+    execution.killswitch_set(engaged=True, account=trader.account, reason="runaway strategy")
+    queue.publish("trader_signal_execute", decision.pk)  # Celery's retry
+    queue.run()
+
+    assert PaperOrder.objects.count() == 0
+    assert paper_position(trader) == 0
+    decision.refresh_from_db()
+    assert "kill switch" in decision.reason
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="Nothing re-plans protection after an average-down fill (plans.replan_after_average_down is "
+    "never called): the stop still covers the first contract only and a stop-out leaves a naked long.",
+)
+def test_after_an_average_down_fill_the_stop_covers_the_whole_position(queue, owner):
+    recorder = es_recorder(
+        owner, avg_down_enabled=True, avg_down_amount=1, avg_down_point=Decimal(4), avg_down_units="ticks"
+    )
+    trader = make_trader(recorder)
+    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    avg = Order.objects.get(plan_key="avg1")
+    assert (avg.action, avg.price, avg.status) == ("Buy", Decimal("4999"), "working")
+
+    execution.price_record(owner=owner, symbol="ES", price=Decimal("4999"))  # the average-down fills
+    assert paper_position(trader) == 2
+    execution.price_record(owner=owner, symbol="ES", price=Decimal("4998"))  # the stop is hit
+
+    # Today: one contract is sold, one stays long with no stop and no take-profit.
+    assert paper_position(trader) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="_cancel_working logs and goes on when a cancel's outcome is unknown, then places the new "
+    "take-profit and stop: the old ones stay on the book and the exits are stacked.",
+)
+def test_new_protection_is_not_stacked_on_old_protection_whose_cancel_failed(queue, owner, monkeypatch):
+    recorder = es_recorder(owner)
+    trader = make_trader(recorder)
+    process(queue, stored_signal(recorder, price=Decimal("5000")))
+
+    class CancelTimesOut(PaperBroker):
+        def cancel_order(self, broker_order_id):
+            raise OrderOutcomeUnknown("The cancel timed out: check before sending it again.")
+
+    monkeypatch.setattr(execution, "broker_for_account", lambda account: CancelTimesOut(account))
+    add = stored_signal(recorder, price=Decimal("5000"), received_at=timezone.now() + timedelta(seconds=1))
+    process(queue, add)
+    monkeypatch.undo()
+    assert {order.plan_key: order.quantity for order in orders_of(add)} == {"entry": 1, "tp1": 2, "sl1": 2}
+    assert paper_position(trader) == 2
+
+    # Today three contracts of sell stops protect a long of two.
+    assert working_stop_contracts(trader) <= 2
+    execution.price_record(owner=owner, symbol="ES", price=Decimal("4997"))
+    assert paper_position(trader) == 0  # today: short 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="Take-profit/stop pairs outside the bracket are separate orders at the broker; their OCO is "
+    "kept only by account_sync afterwards, so a second price before that sync fills both sides.",
+)
+def test_two_prices_arriving_together_never_fill_both_sides_of_a_take_profit_and_stop_pair(
+    queue, owner, monkeypatch
+):
+    recorder = two_target_recorder(owner)
+    trader = make_trader(recorder)
+    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    assert paper_position(trader) == 2
+
+    real_sync = execution.account_sync
+    first_filled, second_done = threading.Event(), threading.Event()
+    first_thread: list[threading.Thread] = []
+
+    def sync(**kwargs):
+        if threading.current_thread() in first_thread:
+            first_filled.set()
+            second_done.wait(THREAD_TIMEOUT)
+        return real_sync(**kwargs)
+
+    monkeypatch.setattr(execution, "account_sync", sync)
+
+    def first_price():  # the price feed: the first target is reached
+        first_thread.append(threading.current_thread())
+        execution.price_record(owner=owner.pk, symbol="ES", price=Decimal("5001"))
+
+    def second_price():  # a signal's price a moment later: both stops are crossed
+        first_filled.wait(THREAD_TIMEOUT)
+        try:
+            execution.price_record(owner=owner.pk, symbol="ES", price=Decimal("4997.50"))
+        finally:
+            second_done.set()
+
+    run_in_threads(first_price, second_price)
+
+    # Today: tp1 sold one, then sl1 and sl2 sold two more: short 1 with nothing protecting it.
+    assert paper_position(trader) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="An entry whose outcome is unknown fails every order after it at once (_submit_group); when "
+    "order_settle later finds the entry filled, its take-profits and stops are never sent.",
+)
+def test_an_entry_whose_outcome_was_unknown_but_filled_still_gets_its_protection(queue, owner, faulty_broker):
+    recorder = two_target_recorder(owner)
+    trader = make_trader(recorder)
+    faulty_broker.unknown(sent=True)  # the entry reaches the broker; the answer is lost
+    signal = stored_signal(recorder)
+    process(queue, signal)
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
+        execution.signals_sweep()
+    queue.run()
+
+    assert Order.objects.get(plan_key="entry").status == "filled"
+    assert paper_position(trader) == 2
+    # Today: tp1, sl1, tp2 and sl2 are "Not sent" and the two contracts have no stop at all.
+    assert working_stop_contracts(trader) == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.xfail(
+    strict=True,
+    reason="A liquidation whose outcome is unknown is never settled (order_settle returns early, the "
+    "sweeper skips via_liquidation, no reconciliation reads the position): the close never happens and "
+    "the decision stays unsettled for ever.",
+)
+def test_a_close_whose_liquidation_outcome_was_unknown_is_settled_and_the_position_ends_flat(
+    queue, owner, faulty_broker
+):
+    recorder = es_recorder(owner)
+    trader = make_trader(recorder)
+    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    faulty_broker.unknown(sent=False)  # the liquidation request never reached the broker
+    close = stored_signal(recorder, action="close", price=Decimal("5001"))
+    process(queue, close)
+    [exit_order] = orders_of(close)
+    assert exit_order.via_liquidation
+    assert exit_order.status == "unknown"
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
+        execution.signals_sweep()
+    queue.run()
+
+    exit_order.refresh_from_db()
+    assert exit_order.status != "unknown"
+    assert decisions_of(close)[0].status != Decision.Status.UNSETTLED
+    assert paper_position(trader) == 0  # today: still long 1
+
+
+# --- correct behaviour under races ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_decision_delivered_to_two_workers_at_once_places_its_orders_once(queue, owner):
+    recorder = es_recorder(owner)
+    trader = make_trader(recorder)
+    signal = stored_signal(recorder)
+    queue.publish("signal_process", signal.pk)
+    queue.run_one()
+    [decision] = decisions_of(signal)
+    start = threading.Barrier(2)
+
+    def worker():
+        start.wait(THREAD_TIMEOUT)
+        return execution.trader_signal_execute(decision_id=decision.pk)
+
+    results = run_in_threads(worker, worker)
+
+    assert sorted(results) == ["executed", "not-claimed"]
+    assert PaperOrder.objects.count() == 3
+    assert Order.objects.filter(decision=decision).count() == 3
+    assert paper_position(trader) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_signal_delivered_to_two_workers_at_once_is_judged_and_recorded_once(queue, owner):
+    recorder = es_recorder(owner)
+    make_trader(recorder)
+    signal = stored_signal(recorder)
+    start = threading.Barrier(2)
+
+    def worker():
+        start.wait(THREAD_TIMEOUT)
+        return execution.signal_process(signal_id=signal.pk)
+
+    results = run_in_threads(worker, worker)
+
+    assert sorted(results) == ["not-claimed", "processed"]
+    assert Decision.objects.filter(signal=signal).count() == 1
+    assert queue.names() == ["trader_signal_execute"]
+    book = RecorderPosition.objects.get(recorder=recorder)
+    assert (book.quantity, book.signal_count) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_copies_of_an_alert_racing_each_other_are_stored_once(owner):
+    recorder = es_recorder(owner)
+    received = timezone.now()
+    alert = execution.IncomingAlert(
+        raw_body='{"action": "buy", "id": "ES-7"}',
+        content_type="application/json",
+        source_ip="52.89.214.238",
+        received_at=received,
+        fields={"action": "buy", "id": "ES-7"},
+        fingerprint="f" * 64,
+        action="buy",
+        alert_id="ES-7",
+    )
+    start = threading.Barrier(2)
+
+    def deliver():
+        start.wait(THREAD_TIMEOUT)
+        return execution.signal_accept(recorder=recorder, alert=alert)
+
+    first, second = run_in_threads(deliver, deliver)
+
+    assert sorted([first.outcome, second.outcome]) == ["accepted", "duplicate"]
+    assert first.signal_id == second.signal_id
+    assert Signal.objects.filter(recorder=recorder).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_reversal_whose_position_was_already_stopped_out_opens_only_the_new_side(queue, owner, monkeypatch):
+    """The stop fills between the broker read and the liquidation: the exit closes nothing, never sells."""
+    recorder = es_recorder(owner)
+    trader = make_trader(recorder)
+    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    real = PaperBroker.liquidate_position
+
+    def stopped_out_first(self, account_id, symbol):
+        # The market trades through the stop just before the liquidation arrives.
+        execution.paper_price_update(owner_id=owner.pk, symbol="ES", price=Decimal("4998"))
+        return real(self, account_id, symbol)
+
+    monkeypatch.setattr(PaperBroker, "liquidate_position", stopped_out_first)
+    reverse = stored_signal(
+        recorder,
+        action="sell",
+        price=Decimal("4999"),
+        quantity=Decimal(2),
+        market_position="short",
+        position_size=-1,
+    )
+    process(queue, reverse)
+
+    orders = {order.plan_key: order for order in orders_of(reverse)}
+    assert orders["exit"].status == "cancelled"  # nothing left to close
+    assert (orders["entry"].quantity, orders["entry"].status) == (1, "filled")
+    assert paper_position(trader) == -1
