@@ -13,8 +13,11 @@ app.autodiscover_tasks()
 
 # Periodic jobs, declared in code. Every task here is idempotent: a missed or doubled beat does no harm.
 app.conf.beat_schedule = {
-    # Re-queues signals whose queue message was lost; expires so a backlog of beats never piles up.
-    "signals-sweep": {"task": "trading.tasks.signals_sweep", "schedule": 30.0, "options": {"expires": 25}},
+    # Brings each broker account in line with its broker; one task per account, so a slow one waits alone.
+    "reconcile": {"task": "trading.tasks.reconcile_all", "schedule": 60.0, "options": {"expires": 55}},
+    # Re-queues signals whose queue message was lost; often, so a lost message (or a dead worker's lapsed
+    # lease) is picked up well inside a recorder's maximum signal age. Expires so beats never pile up.
+    "signals-sweep": {"task": "trading.tasks.signals_sweep", "schedule": 5.0, "options": {"expires": 4}},
     "pineaccess-expire": {"task": "pineaccess.tasks.expire_script_access", "schedule": 300.0},
     "pineaccess-resume": {"task": "pineaccess.tasks.resume_script_access", "schedule": 300.0},
     "pineaccess-sync": {

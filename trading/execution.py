@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -72,10 +72,14 @@ from trading.symbols import CONTRACTS, SymbolError, symbol_root, to_decimal
 
 logger = logging.getLogger(__name__)
 
-SIGNAL_LEASE = timedelta(seconds=120)
-# Longer than a task may run (CELERY_TASK_TIME_LIMIT): a live worker never loses its claim to a re-delivery.
-DECISION_LEASE_MARGIN = timedelta(seconds=30)
-SWEEP_PENDING_AFTER = timedelta(seconds=60)
+# Leases are short so that a dead worker's claim lapses well inside a recorder's maximum signal age (60 s by
+# default): the sweeper then hands the work to another worker while the alert may still be traded. Judging a
+# signal talks to no broker and takes far less; a decision renews its lease before every broker call (a call
+# is bounded by the adapter's timeouts), so a live worker keeps its claim.
+SIGNAL_LEASE = timedelta(seconds=30)
+DECISION_LEASE = timedelta(seconds=20)
+# A queue message normally arrives within milliseconds: a row pending this long lost its message.
+SWEEP_PENDING_AFTER = timedelta(seconds=10)
 SETTLE_UNKNOWN_AFTER = timedelta(seconds=30)
 SWEEP_BATCH = 500
 ROOTS_CACHE_SECONDS = 300.0
@@ -619,8 +623,17 @@ def _signal_judge(signal: Signal, now: datetime) -> None:
 # --- executing one trader's decision ------------------------------------------------------------------------
 
 
-def _decision_lease() -> timedelta:
-    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) + DECISION_LEASE_MARGIN
+class LeaseLost(Exception):
+    """This worker's claim on a decision lapsed and was taken over: it must stop before any broker call."""
+
+
+def _lease_renew(decision_id: int, token: uuid.UUID) -> None:
+    """Extend this worker's claim before a broker call; LeaseLost when another worker holds it now."""
+    renewed = Decision.objects.filter(
+        pk=decision_id, claim_token=token, status=Decision.Status.EXECUTING
+    ).update(lease_expires_at=timezone.now() + DECISION_LEASE)
+    if not renewed:
+        raise LeaseLost(f"Decision {decision_id} was claimed by another worker.")
 
 
 def trader_signal_execute(*, decision_id: int, now: datetime | None = None) -> str:
@@ -647,7 +660,7 @@ def _decision_execute_one(decision_id: int, now: datetime) -> str:
         .update(
             status=Decision.Status.EXECUTING,
             claim_token=token,
-            lease_expires_at=now + _decision_lease(),
+            lease_expires_at=now + DECISION_LEASE,
             attempts=F("attempts") + 1,
         )
     )
@@ -660,6 +673,10 @@ def _decision_execute_one(decision_id: int, now: datetime) -> str:
         if decision.decided_at is None and not _decision_plan(decision, token, now):
             return decision.status
         return _decision_submit(decision, token)
+    except LeaseLost:
+        # The other worker goes on from the orders' own claims; nothing of ours is left half-done.
+        logger.warning("Decision %s: the lease lapsed and another worker took it over", decision_id)
+        return "not-claimed"
     except RetryLater:
         # Let the retry (or the sweeper) claim it again at once.
         Decision.objects.filter(pk=decision_id, claim_token=token).update(
@@ -789,6 +806,7 @@ def _decision_plan(decision: Decision, token: uuid.UUID, now: datetime) -> bool:
     if signal.price is not None:
         # The signal's price is the market for this user now: resting paper orders it crosses fill first.
         price_record(owner=account.owner_id, symbol=root, price=signal.price, source=f"signal:{signal.pk}")
+    _lease_renew(decision.pk, token)
     try:
         broker = broker_for_account(account)
         positions = {
@@ -1023,6 +1041,10 @@ def _decision_submit(decision: Decision, token: uuid.UUID) -> str:
     """Send the decision's pending orders, sub-account by sub-account, in plan order; then finish it."""
     trader, signal = decision.trader, decision.signal
     account = trader.account
+
+    def renew() -> None:
+        _lease_renew(decision.pk, token)
+
     try:
         broker = broker_for_account(account)
     except BrokerNeedsAttention as error:
@@ -1037,11 +1059,15 @@ def _decision_submit(decision: Decision, token: uuid.UUID) -> str:
             error="The worker stopped while sending this order: it is looked up at the broker first.",
         )
     for order in orphans:
+        renew()
         order_settle(order_id=order.pk, broker=broker)
     orders = list(Order.objects.filter(decision=decision).order_by("account_id", "sequence", "pk"))
     details = {item.get("account_id"): item for item in decision.details or []}
     now = timezone.now()
     stale = _staleness(signal, trader.recorder.max_signal_age, now) if decision.attempts > 1 else None
+    # A kill switch turned on after planning (while this decision waited for a retry) must still stop what
+    # would open or grow a position; like staleness it leaves take-profits, stops and exits to go out.
+    stale = stale or killswitch_reason(user_id=account.owner_id, account_id=account.pk)
 
     by_account: dict[str, list[Order]] = {}
     for order in orders:
@@ -1052,33 +1078,46 @@ def _decision_submit(decision: Decision, token: uuid.UUID) -> str:
             group,
             cancel_working=bool(details.get(account_id, {}).get("cancel_working")),
             stale=stale,
+            renew=renew,
         )
     if account.kind == BrokerAccount.Kind.PAPER:
         account_sync(account=account, broker=broker)
     return _decision_finish(decision.pk, token)
 
 
-def _submit_group(broker: Broker, group: list[Order], *, cancel_working: bool, stale: str | None) -> None:
+# Copies of protection put back after the order that replaced it was refused sort after the plan's own orders.
+RESTORED_SEQUENCE = 10_000
+_STOPPING = (Order.Status.REJECTED, Order.Status.FAILED)
+
+
+def _submit_group(
+    broker: Broker,
+    group: list[Order],
+    *,
+    cancel_working: bool,
+    stale: str | None,
+    renew: Callable[[], None],
+) -> None:
     """Send one sub-account's orders in order; a failed entry or exit stops the orders that depend on it."""
     first = group[0]
-    stopped: str | None = None
     for order in group:
-        if (
-            order.status in (Order.Status.REJECTED, Order.Status.FAILED, Order.Status.UNKNOWN)
-            and order.role in ENTRY_ROLES
-        ):
-            stopped = _not_sent_after(order)
-            break
+        if order.role not in ENTRY_ROLES:
+            continue
+        if order.status == Order.Status.UNKNOWN:
+            # It may have filled: what depends on it stays pending until order_settle looks it up, then
+            # either resumes this decision or fails the rest. Failing them now would leave a fill naked.
+            return
+        if order.status in _STOPPING:
+            _group_stop(broker, group, order, renew)
+            return
     pending = [
         order for order in group if order.status == Order.Status.PENDING and order.bracket_entry_id is None
     ]
-    if not pending or stopped:
-        if stopped:
-            _fail_pending(group, stopped)
+    if not pending:
         return
     liquidates = any(order.via_liquidation for order in pending)
     if cancel_working and not liquidates:
-        _cancel_working(broker, first)
+        _cancel_working(broker, first, renew)
     for order in pending:
         order.refresh_from_db()
         if order.status != Order.Status.PENDING:
@@ -1086,19 +1125,47 @@ def _submit_group(broker: Broker, group: list[Order], *, cancel_working: bool, s
         if stale and order.role in (Order.Role.ENTRY, Order.Role.AVERAGE_DOWN):
             _fail_pending([order, *Order.objects.filter(bracket_entry=order)], f"Not sent: {stale}")
             if order.role == Order.Role.ENTRY:
-                _fail_pending(group, "Not sent: its entry was not sent.")
+                order.refresh_from_db()
+                _group_stop(broker, group, order, renew)
                 return
             continue
-        result = order_submit(order=order, broker=broker)
-        if (
-            result.status in (Order.Status.REJECTED, Order.Status.FAILED, Order.Status.UNKNOWN)
-            and result.role in ENTRY_ROLES
-        ):
-            _fail_pending(
-                group,
-                _not_sent_after(result),
-            )
+        renew()
+        result = order_submit(order=order, broker=broker, oco_partner=_oco_partner(order, pending))
+        if result.role in ENTRY_ROLES and result.status == Order.Status.UNKNOWN:
+            return  # as above: settled first
+        if result.role in ENTRY_ROLES and result.status in _STOPPING:
+            _group_stop(broker, group, result, renew)
             return
+
+
+def _oco_partner(order: Order, pending: Sequence[Order]) -> Order | None:
+    """The other half of a take-profit/stop pair outside the bracket, when both still wait to be sent.
+
+    Sent together as one OCO the broker cancels one the moment the other fills; sent apart, only our sync
+    would, and two prices in quick succession could fill both and reverse the position.
+    """
+    if not order.oco_group or order.role not in (Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS):
+        return None
+    for other in pending:
+        if (
+            other.pk != order.pk
+            and other.oco_group == order.oco_group
+            and other.role in (Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS)
+            and (other.action, other.quantity) == (order.action, order.quantity)
+        ):
+            other.refresh_from_db()
+            return other if other.status == Order.Status.PENDING else None
+    return None
+
+
+def _group_stop(broker: Broker, group: list[Order], stopper: Order, renew: Callable[[], None]) -> None:
+    """The group's entry or exit was not placed: fail what depends on it and put back what it replaced."""
+    if stopper.status == Order.Status.FAILED and stopper.error.startswith("Not sent: "):
+        reason = "Not sent: its entry was not sent."
+    else:
+        reason = _not_sent_after(stopper)
+    _fail_pending([order for order in group if order.sequence < RESTORED_SEQUENCE], reason)
+    _protection_restore(broker, stopper, renew)
 
 
 def _not_sent_after(order: Order) -> str:
@@ -1113,7 +1180,11 @@ def _fail_pending(orders: Iterable[Order], reason: str) -> None:
     )
 
 
-def _cancel_working(broker: Broker, sample: Order) -> None:
+def _replaced_note(decision_id: int) -> str:
+    return f"Cancelled: replaced by the orders of decision {decision_id}."
+
+
+def _cancel_working(broker: Broker, sample: Order, renew: Callable[[], None]) -> None:
     """Cancel the working exits and average-downs of the position before new ones replace them."""
     working = Order.objects.filter(
         broker_account_id=sample.broker_account_id,
@@ -1125,6 +1196,7 @@ def _cancel_working(broker: Broker, sample: Order) -> None:
     for order in working:
         if not order.broker_order_id:
             continue
+        renew()
         try:
             broker.cancel_order(order.broker_order_id)
         except BrokerUnavailable as error:
@@ -1134,9 +1206,78 @@ def _cancel_working(broker: Broker, sample: Order) -> None:
             logger.info("Cancel of order %s refused: %s", order.pk, error.text)
             continue
         except BrokerError as error:
+            # The cancel may or may not have reached the broker: placing the new protection now could
+            # stack it on the old. Send nothing; the retry cancels again (cancelling twice is harmless).
             logger.warning("Cancel of order %s failed: %s", order.pk, error.message)
-            continue
-        Order.objects.filter(pk=order.pk, status=Order.Status.WORKING).update(status=Order.Status.CANCELLED)
+            raise RetryLater(
+                f"The working order {order.pk} could not be cancelled ({error.message}): "
+                "new protection waits until it is."
+            ) from None
+        # The note names the decision, so its protection can be put back if its entry or exit is refused.
+        Order.objects.filter(pk=order.pk, status=Order.Status.WORKING).update(
+            status=Order.Status.CANCELLED, error=_replaced_note(sample.decision_id)
+        )
+
+
+def _protection_restore(broker: Broker, stopper: Order, renew: Callable[[], None]) -> None:
+    """Send again the take-profits and stops `stopper`'s decision cancelled: its entry or exit was refused.
+
+    The position is what it was before that decision, so the protection it had must be back on the book.
+    Copies (new client ids, same prices) belong to that decision; their plan keys name the original, so a
+    retry finds them made and sends only what is still pending. Average-downs are not put back: they would
+    grow the position, which the refusal (or a kill switch) just said not to do.
+    """
+    replaced = Order.objects.filter(
+        broker_account_id=stopper.broker_account_id,
+        account_id=stopper.account_id,
+        symbol=stopper.symbol,
+        status=Order.Status.CANCELLED,
+        role__in=(Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS),
+        error=_replaced_note(stopper.decision_id),
+    ).order_by("sequence", "pk")
+    for original in replaced:
+        try:
+            with transaction.atomic():
+                Order.objects.create(
+                    decision_id=stopper.decision_id,
+                    signal_id=stopper.signal_id,
+                    trader_id=stopper.trader_id,
+                    broker_account_id=original.broker_account_id,
+                    account_id=original.account_id,
+                    account_name=original.account_name,
+                    symbol=original.symbol,
+                    broker_symbol=original.broker_symbol,
+                    client_id=_new_client_id(),
+                    plan_key=f"{original.plan_key[:5]}-r{original.pk}"[:16],
+                    sequence=RESTORED_SEQUENCE + original.sequence,
+                    # Pairs stay paired (sent as one OCO), in groups apart from this decision's own.
+                    oco_group=f"r{original.decision_id}-{original.oco_group}"[:16]
+                    if original.oco_group
+                    else "",
+                    role=original.role,
+                    action=original.action,
+                    order_type=original.order_type,
+                    quantity=original.quantity,
+                    price=original.price,
+                    stop_price=original.stop_price,
+                    trail_distance=original.trail_distance,
+                )
+        except IntegrityError:
+            pass  # made by an earlier run; sent below if still pending
+    copies = list(
+        Order.objects.filter(
+            decision_id=stopper.decision_id,
+            account_id=stopper.account_id,
+            sequence__gte=RESTORED_SEQUENCE,
+            status=Order.Status.PENDING,
+        ).order_by("sequence", "pk")
+    )
+    for copy in copies:
+        copy.refresh_from_db()
+        if copy.status != Order.Status.PENDING:
+            continue  # sent with its OCO partner
+        renew()
+        order_submit(order=copy, broker=broker, oco_partner=_oco_partner(copy, copies))
 
 
 def _order_request(order: Order) -> OrderRequest:
@@ -1170,16 +1311,18 @@ def _bracket_request(entry: Order, legs: Sequence[Order]) -> BracketRequest:
     return BracketRequest(entry=_order_request(entry), take_profit=take_profit, stop_loss=stop_loss)
 
 
-def order_submit(*, order: Order, broker: Broker) -> Order:
-    """Claim a pending order (with its bracket legs) and send it once; record the broker's answer.
+def order_submit(*, order: Order, broker: Broker, oco_partner: Order | None = None) -> Order:
+    """Claim a pending order (with its bracket legs, or its OCO partner) and send it once; record the answer.
 
     Raises RetryLater when the broker could not be reached (the order is pending again, certainly not placed).
     """
-    legs = list(Order.objects.filter(bracket_entry=order).order_by("sequence"))
-    ids = [order.pk, *(leg.pk for leg in legs)]
+    legs = [] if oco_partner else list(Order.objects.filter(bracket_entry=order).order_by("sequence"))
+    partners = [oco_partner] if oco_partner else legs
+    ids = [order.pk, *(other.pk for other in partners)]
     try:
         bracket = _bracket_request(order, legs) if legs else None
         request = _order_request(order)
+        other_request = _order_request(oco_partner) if oco_partner else None
     except ValueError as error:
         Order.objects.filter(pk__in=ids, status=Order.Status.PENDING).update(
             status=Order.Status.FAILED, error=f"Not sent: {error}"
@@ -1199,6 +1342,10 @@ def order_submit(*, order: Order, broker: Broker) -> Order:
         if order.via_liquidation:
             placed = broker.liquidate_position(order.account_id, request.symbol)
             _record_sent(order, placed.broker_order_id if placed else None, liquidation=True)
+        elif oco_partner is not None and other_request is not None:
+            pair = broker.place_oco(request, other_request)
+            _record_sent(order, pair.order_id)
+            _record_sent(oco_partner, pair.other_id)
         elif bracket is not None:
             result = broker.place_bracket(bracket)
             _record_sent(order, result.entry_id)
@@ -1266,19 +1413,32 @@ def order_settle(*, order_id: int, broker: Broker | None = None) -> Order | None
     """Settle an order whose outcome is unknown by looking it up at the broker by client id; never resend it.
 
     Found: it takes the broker's status and id. Not found: it is marked not placed (the broker never took it),
-    and reconciliation decides whether protection must be placed again.
+    and reconciliation decides whether protection must be placed again. A liquidation (no client id) is
+    settled from the position instead. Once an entry or exit is settled, what waited on it goes on.
     """
     order = Order.objects.select_related("broker_account").filter(pk=order_id).first()
     if order is None or order.status != Order.Status.UNKNOWN:
         return order
-    if order.via_liquidation:
-        return order  # a liquidation carries no client id; reconciliation reads the position instead
     broker = broker or broker_for_account(order.broker_account)
+    if order.via_liquidation:
+        _liquidation_settle(order, broker)
+    else:
+        _order_look_up(order, broker)
+    order.refresh_from_db()
+    if order.decision_id and order.status != Order.Status.UNKNOWN:
+        if order.role in ENTRY_ROLES:
+            _decision_resume_after(order)
+        _decision_refresh(order.decision_id)
+    return order
+
+
+def _order_look_up(order: Order, broker: Broker) -> None:
+    """Take the broker's status of an order found by its client id; not found means it was never placed."""
     try:
         found = broker.find_order_by_client_id(order.account_id, order.client_id)
     except BrokerError as error:
         logger.info("Order %s stays unknown: %s", order.pk, error.message)
-        return order
+        return
     if found is None:
         Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
             status=Order.Status.FAILED,
@@ -1296,17 +1456,109 @@ def order_settle(*, order_id: int, broker: Broker | None = None) -> Order | None
             Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
                 status=status, broker_order_id=found.broker_order_id, error=""
             )
-    order.refresh_from_db()
-    if order.decision_id and order.status != Order.Status.UNKNOWN:
-        _decision_refresh(order.decision_id)
-    return order
+
+
+def _later_orders_exist(order: Order) -> bool:
+    """True when a later decision of the same trader already placed orders in this account and contract."""
+    return Order.objects.filter(
+        trader_id=order.trader_id,
+        broker_account_id=order.broker_account_id,
+        account_id=order.account_id,
+        symbol=order.symbol,
+        decision_id__gt=order.decision_id,
+    ).exists()
+
+
+def _decision_resume_after(order: Order) -> None:
+    """An entry or exit was settled: hand its decision back to a worker to send (or put back) what waits.
+
+    Its take-profits and stops were left pending while its outcome was unknown. Placed: they go out now.
+    Not placed: they are failed, and the protection its decision cancelled is put back. Either way only if
+    no later signal of the trader has been acted on in this account: the position is then no longer the one
+    they were planned for, and reconciliation owns its protection.
+    """
+    waiting = Order.objects.filter(
+        decision_id=order.decision_id, account_id=order.account_id, status=Order.Status.PENDING
+    )
+    replaced = Order.objects.filter(
+        broker_account_id=order.broker_account_id,
+        account_id=order.account_id,
+        status=Order.Status.CANCELLED,
+        error=_replaced_note(order.decision_id),
+    )
+    # A liquidation that found the position flat did its job; any other cancelled entry never filled.
+    placed = order.status in (Order.Status.WORKING, Order.Status.FILLED) or (
+        order.via_liquidation and order.status == Order.Status.CANCELLED
+    )
+    refused = order.status in _STOPPING
+    if not waiting.exists() and (placed or not refused or not replaced.exists()):
+        return
+    if _later_orders_exist(order):
+        waiting.update(
+            status=Order.Status.FAILED,
+            error="Not sent: a later signal was acted on before this order's entry was settled.",
+        )
+        return
+    if not placed:
+        waiting.update(status=Order.Status.FAILED, error=_not_sent_after(order))
+        if not refused or not replaced.exists():
+            return
+    resumed = Decision.objects.filter(pk=order.decision_id, status=Decision.Status.UNSETTLED).update(
+        status=Decision.Status.PENDING, claim_token=None, lease_expires_at=None, finished_at=None
+    )
+    if resumed:
+        _publish_on_commit("trader_signal_execute", [order.decision_id])
+
+
+def _liquidation_settle(order: Order, broker: Broker) -> None:
+    """Settle a liquidation whose outcome is unknown from the position: flat is done, else close it again.
+
+    A liquidation only ever closes what is there, so sending it again cannot open a position, unless a later
+    signal already opened one: then it is left to reconciliation rather than closing that.
+    """
+    if order.decision_id and _later_orders_exist(order):
+        Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
+            status=Order.Status.FAILED,
+            error="Its outcome stayed unknown and a later signal was acted on: the position is left to "
+            "reconciliation.",
+        )
+        return
+    try:
+        quantity, _ = _broker_position(broker, order.account_id, order.symbol)
+    except BrokerError as error:
+        logger.info("Liquidation %s stays unknown: %s", order.pk, error.message)
+        return
+    if quantity == 0:
+        Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
+            status=Order.Status.CANCELLED,
+            error="The position is flat: the liquidation took effect or nothing was left to close.",
+        )
+        return
+    # Claimed like a first send, so two settlements running together liquidate once.
+    if not Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
+        status=Order.Status.SUBMITTING, submitted_at=timezone.now()
+    ):
+        return
+    try:
+        placed = broker.liquidate_position(order.account_id, order.broker_symbol or order.symbol)
+    except OrderRejected as error:
+        _record_outcome([order.pk], Order.Status.REJECTED, error.text)
+    except BrokerUnavailable as error:
+        _record_outcome([order.pk], Order.Status.UNKNOWN, error.message)  # looked at again by the sweeper
+    except BrokerError as error:
+        _record_outcome([order.pk], Order.Status.UNKNOWN, error.message)
+    else:
+        _record_sent(order, placed.broker_order_id if placed else None, liquidation=True)
 
 
 def _decision_status_from_orders(statuses: Sequence[str]) -> str:
-    if any(status in (Order.Status.PENDING, Order.Status.SUBMITTING) for status in statuses):
+    if Order.Status.SUBMITTING in statuses:
         return Decision.Status.EXECUTING
+    # Before pending: orders left pending behind an entry of unknown outcome wait for order_settle.
     if any(status == Order.Status.UNKNOWN for status in statuses):
         return Decision.Status.UNSETTLED
+    if Order.Status.PENDING in statuses:
+        return Decision.Status.EXECUTING
     if any(status in (Order.Status.REJECTED, Order.Status.FAILED) for status in statuses):
         return Decision.Status.FAILED
     return Decision.Status.EXECUTED
@@ -1623,9 +1875,7 @@ def signals_sweep(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -> S
         .values_list("pk", flat=True)[:batch]
     )
     order_ids = list(
-        Order.objects.filter(
-            status=Order.Status.UNKNOWN, via_liquidation=False, updated_at__lt=now - SETTLE_UNKNOWN_AFTER
-        )
+        Order.objects.filter(status=Order.Status.UNKNOWN, updated_at__lt=now - SETTLE_UNKNOWN_AFTER)
         .order_by("updated_at")
         .values_list("pk", flat=True)[:batch]
     )

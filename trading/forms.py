@@ -140,6 +140,44 @@ class BrokerAccountUpdateForm(forms.Form):
             )
 
 
+class TradovateConnectForm(forms.Form):
+    """Which account a Tradovate OAuth connect is for: one of the owner's Tradovate accounts, or a new one."""
+
+    account = forms.ModelChoiceField(
+        queryset=BrokerAccount.objects.none(),
+        required=False,
+        empty_label="A new account",
+        label="Connect",
+        help_text="Reconnect one of your Tradovate accounts, or add a new one.",
+    )
+    name = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Name of the new account",
+        help_text="A name you recognise, such as Apex 50K.",
+    )
+
+    def __init__(self, *args: Any, owner, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        self.fields["account"].queryset = BrokerAccount.objects.owned_by(owner).filter(
+            kind=BrokerAccount.Kind.TRADOVATE
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        name = (data.get("name") or "").strip()
+        if data.get("account") is None:
+            if not name:
+                self.add_error(
+                    "name", "Give the new account a name, or choose one of your accounts to reconnect."
+                )
+            elif BrokerAccount.objects.owned_by(self.owner).filter(name=name).exists():
+                self.add_error("name", "You already have a broker account with this name.")
+        data["name"] = name
+        return data
+
+
 # --- take-profit targets ------------------------------------------------------------------------------------
 
 

@@ -7,16 +7,20 @@ import secrets
 import zoneinfo
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from trading.brokers.base import SubAccount
+from trading.brokers.base import AccountBalance, BrokerError, BrokerNeedsAttention, SubAccount
+from trading.brokers.registry import broker_for_account, tradovate_timeout
+from trading.brokers.tradovate import exchange_oauth_code
 from trading.models import (
     MAX_TP_TARGETS,
     PLAN_SETTING_FIELDS,
@@ -66,6 +70,8 @@ RECORDER_FIELDS = (
 )
 TRADER_FIELDS = ("enabled", *SETTING_FIELDS)
 WEBHOOK_TOKEN_BYTES = 32  # 256 bits; the brief asks for at least 128
+CAPTCHA_REASON = "captcha"
+CAPTCHA_RETRY_AFTER = timedelta(hours=1)
 
 
 class _Unset:
@@ -382,6 +388,9 @@ def broker_account_mark_needs_attention(
     *, account: BrokerAccount, reason: str, message: str, retry_not_before: datetime | None = None
 ) -> None:
     """Mark an account unusable until its owner acts, with the reason code and what to do in words."""
+    if retry_not_before is None and reason == CAPTCHA_REASON:
+        # Tradovate's rule: after a captcha demand, no login from a server for at least an hour.
+        retry_not_before = timezone.now() + CAPTCHA_RETRY_AFTER
     changes = {
         "status": BrokerAccount.Status.NEEDS_ATTENTION,
         "status_reason": reason[:32],
@@ -408,6 +417,187 @@ def broker_account_mark_active(*, account: BrokerAccount) -> None:
     BrokerAccount.objects.filter(pk=account.pk).update(**changes)
     for field, value in changes.items():
         setattr(account, field, value)
+
+
+# --- broker connections -------------------------------------------------------------------------------------
+
+# Reasons an account stops trading that JustTrades may retry by itself once retry_not_before has passed; every
+# other reason needs the owner (new password, OAuth connect).
+SELF_HEALING_REASONS = frozenset({CAPTCHA_REASON})
+NOT_CONNECTED_REASON = "not_connected"
+
+
+@dataclass(frozen=True)
+class SubAccountCheck:
+    """One account a broker login lists, with its money when the broker said."""
+
+    id: str
+    name: str
+    active: bool  # the broker's word: an inactive account cannot trade
+    chosen: bool  # traded by JustTrades
+    balance: AccountBalance | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """The result of testing a broker connection: the accounts it lists, or why it failed, in words."""
+
+    ok: bool
+    message: str = ""
+    subaccounts: tuple[SubAccountCheck, ...] = ()
+
+    @property
+    def chosen(self) -> tuple[SubAccountCheck, ...]:
+        """The listed accounts JustTrades trades."""
+        return tuple(item for item in self.subaccounts if item.chosen)
+
+
+def _retry_wait_message(account: BrokerAccount) -> str:
+    until = timezone.localtime(account.retry_not_before).strftime("%H:%M %Z")
+    return (
+        f"{account.status_message or 'This account needs attention.'} "
+        f"No new login is tried before {until}; connecting through OAuth works at once."
+    )
+
+
+def _keep_choices(account: BrokerAccount, listed: Sequence[SubAccount]) -> list[BrokerSubAccount]:
+    """Refresh names and listing of the sub-accounts, keeping which ones the owner chose to trade."""
+    chosen = set(account.subaccounts.filter(active=True).values_list("broker_id", flat=True))
+    if not account.subaccounts.exists():
+        # A login with a single tradable account needs no choice; with several the owner picks.
+        tradable = [item for item in listed if item.active]
+        chosen = {tradable[0].id} if len(tradable) == 1 else set()
+    return broker_account_sync_subaccounts(
+        account=account,
+        subaccounts=[SubAccount(item.id, item.name, item.active and item.id in chosen) for item in listed],
+    )
+
+
+def broker_account_check_connection(*, account: BrokerAccount) -> ConnectionCheck:
+    """Log in (or use the stored token), list the login's accounts with their balances; clear needs-attention.
+
+    A failure is reported in words and, when the owner must act, recorded on the account. Tradovate's
+    one-hour wait after a captcha is respected: no login is tried before `retry_not_before`.
+    """
+    now = timezone.now()
+    if account.needs_attention and account.retry_not_before and account.retry_not_before > now:
+        return ConnectionCheck(False, _retry_wait_message(account))
+    try:
+        broker = broker_for_account(account, retrying=True)
+        listed = broker.list_accounts()
+    except BrokerNeedsAttention as error:
+        if error.reason != NOT_CONNECTED_REASON:
+            broker_account_mark_needs_attention(account=account, reason=error.reason, message=error.message)
+        return ConnectionCheck(False, error.message)
+    except BrokerError as error:
+        return ConnectionCheck(False, error.message)
+    if account.needs_attention:
+        broker_account_mark_active(account=account)
+        logger.info("Broker account %s works again after a connection test", account.pk)
+    rows = {row.broker_id: row for row in _keep_choices(account, listed)}
+    checks = []
+    for item in listed:
+        balance, problem = None, ""
+        if item.active:
+            try:
+                balance = broker.account_balance(item.id)
+            except BrokerError as error:
+                problem = error.message
+        row = rows.get(item.id)
+        checks.append(
+            SubAccountCheck(item.id, item.name, item.active, bool(row and row.active), balance, problem)
+        )
+    return ConnectionCheck(True, "", tuple(checks))
+
+
+def broker_account_choose_subaccounts(
+    *, account: BrokerAccount, chosen_ids: Iterable[str]
+) -> list[BrokerSubAccount]:
+    """Trade exactly the chosen accounts of the login (as the broker lists them now); return those rows.
+
+    Raises ValidationError when a chosen id is not a tradable account of the login, BrokerError when the
+    broker cannot be asked. Traders linked to an account switched off stop trading on it.
+    """
+    chosen = {str(item) for item in chosen_ids}
+    if not chosen:
+        raise ValidationError({"subaccounts": "Choose at least one account to trade."})
+    listed = broker_for_account(account).list_accounts()
+    by_id = {item.id: item for item in listed}
+    errors: dict[str, list] = {}
+    for broker_id in sorted(chosen):
+        item = by_id.get(broker_id)
+        if item is None:
+            _add(
+                errors,
+                "subaccounts",
+                f"{broker_id} is not an account of this login: test the connection again.",
+            )
+        elif not item.active:
+            _add(errors, "subaccounts", f"{item.name} is not active at the broker and cannot trade.")
+    _raise(errors)
+    rows = broker_account_sync_subaccounts(
+        account=account,
+        subaccounts=[SubAccount(item.id, item.name, item.active and item.id in chosen) for item in listed],
+    )
+    logger.info("Broker account %s trades %d sub-account(s)", account.pk, len(chosen))
+    return [row for row in rows if row.active]
+
+
+@sensitive_variables("code", "token")
+def broker_account_connect_oauth(
+    *, owner, code: str, redirect_uri: str, account: BrokerAccount | None = None, name: str = ""
+) -> BrokerAccount:
+    """Exchange a Tradovate OAuth code (live first, then demo) and keep its token, encrypted, on the account.
+
+    `account` None creates a Tradovate account named `name` (checked before the code is spent). The token's
+    environment sets live or demo. Raises ValidationError for a bad name, BrokerError when Tradovate refuses
+    or cannot be reached, with a sentence to show.
+    """
+    if account is None:
+        candidate = BrokerAccount(owner=owner, name=(name or "").strip(), kind=BrokerAccount.Kind.TRADOVATE)
+        errors: dict[str, list] = {}
+        _full_clean(candidate, errors)
+        _raise(errors)
+    elif account.kind != BrokerAccount.Kind.TRADOVATE or account.owner_id != owner.pk:
+        raise ValidationError({"account": "Choose one of your Tradovate accounts."})
+    environment, token = exchange_oauth_code(
+        django_settings.TRADOVATE_LIVE_URL,
+        django_settings.TRADOVATE_DEMO_URL,
+        code,
+        redirect_uri,
+        django_settings.TRADOVATE_CLIENT_ID,
+        django_settings.TRADOVATE_CLIENT_SECRET,
+        timeout=tradovate_timeout(),
+    )
+    is_demo = environment == "demo"
+    with transaction.atomic():
+        if account is None:
+            account = broker_account_create(
+                owner=owner, name=name, kind=BrokerAccount.Kind.TRADOVATE, is_demo=is_demo
+            )
+        elif account.is_demo != is_demo:
+            broker_account_update(account=account, is_demo=is_demo)
+        # The connect replaces whatever session was cached: the next call uses the new OAuth token.
+        changes = {
+            "oauth_token": token.access_token,
+            "oauth_token_expires_at": token.expires_at,
+            "oauth_refresh_token": "",
+            "access_token": "",
+            "access_token_expires_at": None,
+            "access_token_source": "",
+            "broker_user_id": None,
+            "status": BrokerAccount.Status.ACTIVE,
+            "status_reason": "",
+            "status_message": "",
+            "status_changed_at": timezone.now(),
+            "retry_not_before": None,
+        }
+        BrokerAccount.objects.filter(pk=account.pk).update(**changes)
+        for field, value in changes.items():
+            setattr(account, field, value)
+    logger.info("Broker account %s connected through OAuth (%s)", account.pk, environment)
+    return account
 
 
 # --- recorders ----------------------------------------------------------------------------------------------

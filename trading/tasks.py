@@ -6,7 +6,7 @@ Routed to the `orders` queue by CELERY_TASK_ROUTES ("trading.tasks.*").
 
 from celery import shared_task
 
-from trading import execution
+from trading import execution, reconciliation
 
 
 @shared_task(name="trading.tasks.signal_process")
@@ -54,3 +54,23 @@ def signals_sweep() -> dict:
         "decisions": report.decisions,
         "orders_to_settle": report.orders_to_settle,
     }
+
+
+# Queued reconciliations older than this are dropped: the next beat queues a fresh one.
+RECONCILE_EXPIRES_SECONDS = 55
+
+
+@shared_task(name="trading.tasks.reconcile_all")
+def reconcile_all() -> int:
+    """Queue one reconciliation per account in use, so a slow account never holds back the others."""
+    account_ids = reconciliation.accounts_to_reconcile()
+    for account_id in account_ids:
+        reconcile_account.apply_async(args=[account_id], expires=RECONCILE_EXPIRES_SECONDS)
+    reconciliation.reconcile_runs_prune()
+    return len(account_ids)
+
+
+@shared_task(name="trading.tasks.reconcile_account")
+def reconcile_account(account_id: int) -> dict:
+    """Bring one broker account in line with its broker and repair missing protection."""
+    return reconciliation.account_reconcile(account_id=account_id).as_dict()

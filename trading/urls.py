@@ -28,4 +28,5 @@ urlpatterns = [
     path("broker-accounts/<int:pk>/delete", views.broker_account_delete, name="broker-account-delete"),
     path("api/", include(router.urls)),
     path("", include("trading.execution_urls")),
+    path("", include("trading.tradovate_urls")),
 ]

@@ -26,6 +26,7 @@ from trading.forms import (
 from trading.models import BrokerAccount, Recorder, Trader, TraderSubAccount
 
 PAGE_SIZE = 50
+RECENT_RECONCILE_ACTIONS = 10
 
 
 def _page(request: HttpRequest, items) -> object:
@@ -353,7 +354,12 @@ def broker_account_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "trading/broker_account_form.html",
-        {"form": form, "account": account, "subaccounts": account.subaccounts.all()},
+        {
+            "form": form,
+            "account": account,
+            "subaccounts": account.subaccounts.all(),
+            "reconcile_actions": account.reconcile_actions.all()[:RECENT_RECONCILE_ACTIONS],
+        },
     )
 
 

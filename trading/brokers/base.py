@@ -139,6 +139,19 @@ class OrderRequest:
             )
 
 
+def check_oco_pair(order: OrderRequest, other: OrderRequest) -> None:
+    """Raise ValueError unless two orders can form a one-cancels-other pair: two exits of one position."""
+    if (order.account_id, order.symbol, order.action, order.quantity) != (
+        other.account_id,
+        other.symbol,
+        other.action,
+        other.quantity,
+    ):
+        raise ValueError("An OCO pair needs the same account, symbol, side and quantity on both orders.")
+    if order.client_id == other.client_id:
+        raise ValueError("The two orders of an OCO pair need distinct client ids.")
+
+
 @dataclass(frozen=True)
 class BracketLeg:
     """A protective order on an entry: same account, symbol and quantity; opposite side; absolute prices."""
@@ -197,6 +210,14 @@ class PlacedBracket:
     entry_id: str
     take_profit_id: str | None
     stop_loss_id: str | None
+
+
+@dataclass(frozen=True)
+class PlacedOco:
+    """The broker's ids for two orders placed as a one-cancels-other pair."""
+
+    order_id: str
+    other_id: str
 
 
 @dataclass(frozen=True)
@@ -281,6 +302,14 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def place_bracket(self, bracket: BracketRequest) -> PlacedBracket:
         """Place an entry with its take-profit and stop loss in one request."""
+
+    def place_oco(self, order: OrderRequest, other: OrderRequest) -> PlacedOco:
+        """Place two exits of one position (same account, symbol, side and quantity) as an OCO pair.
+
+        The broker itself cancels one when the other fills, so two prices in quick succession can never fill
+        both (which would reverse the position). Not abstract so that read-only brokers need not offer it.
+        """
+        raise OrderRejected("This broker cannot place one-cancels-other orders.", reason="NotSupported")
 
     @abc.abstractmethod
     def modify_order(

@@ -34,9 +34,11 @@ from trading.brokers.base import (
     OrderStatus,
     OrderType,
     PlacedBracket,
+    PlacedOco,
     PlacedOrder,
     SubAccount,
     TimeInForce,
+    check_oco_pair,
 )
 from trading.models import BrokerAccount, BrokerSubAccount, ContractSpec
 from trading.models.execution import LastPrice, PaperFill, PaperOrder, PaperPosition
@@ -157,6 +159,27 @@ class PaperBroker(Broker):
             take_profit_id=str(take_profit.pk) if take_profit else None,
             stop_loss_id=str(stop_loss.pk) if stop_loss else None,
         )
+
+    def place_oco(self, order: OrderRequest, other: OrderRequest) -> PlacedOco:
+        """Put two exits on the book as one-cancels-other, in one locked transaction.
+
+        They share an OCO group, so the matcher cancels one in the same transaction that fills the other: a
+        second price arriving before any sync can no longer fill both.
+        """
+        try:
+            check_oco_pair(order, other)
+        except ValueError as error:
+            raise OrderRejected(str(error), reason="InvalidOco") from None
+        book = self._book(order.account_id, order.symbol)
+        with transaction.atomic():
+            position = _lock(book)
+            first = self._new_order(book, order, status=PaperOrder.Status.WORKING)
+            second = self._new_order(book, other, status=PaperOrder.Status.WORKING)
+            oco = f"oco-{first.pk}"
+            PaperOrder.objects.filter(pk__in=(first.pk, second.pk)).update(oco_group=oco)
+            first.oco_group = second.oco_group = oco
+            _Matcher(self, book, position).run([first, second])
+        return PlacedOco(order_id=str(first.pk), other_id=str(second.pk))
 
     def modify_order(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,10 +10,18 @@ from datetime import UTC
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 
 from trading.brokers.base import Broker, BrokerNeedsAttention
 from trading.brokers.paper import PaperBroker
-from trading.brokers.tradovate import TradovateBroker, TradovateClient, TradovateCredentials, TradovateToken
+from trading.brokers.tradovate import (
+    DEFAULT_TIMEOUT,
+    Timeout,
+    TradovateBroker,
+    TradovateClient,
+    TradovateCredentials,
+    TradovateToken,
+)
 from trading.models import BrokerAccount
 
 RENEWAL_LOCK_SECONDS = 60
@@ -89,15 +98,53 @@ class AccountTokenStore:
                 cache.delete(key)
 
 
-def broker_for_account(account: BrokerAccount) -> Broker:
-    """Return the broker that trades this account; BrokerNeedsAttention when it cannot be used as it is."""
+class ReadOnlyAccountTokenStore(AccountTokenStore):
+    """The account's token store for a dry run: it reads the row, and keeps any new token in memory only."""
+
+    def __init__(self, account_id: int) -> None:
+        super().__init__(account_id)
+        self._fresh: TradovateToken | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> TradovateToken | None:
+        """The token got during this dry run, else the stored one."""
+        return self._fresh or super().get()
+
+    def put(self, token: TradovateToken) -> None:
+        """Keep the token for this dry run only: a dry run writes nothing."""
+        self._fresh = token
+
+    @contextmanager
+    def renewal_lock(self) -> Iterator[None]:
+        """A lock of this process: nothing shared is written, so nothing shared needs guarding."""
+        with self._lock:
+            yield
+
+
+def tradovate_timeout() -> Timeout:
+    """The (connect, read) timeout of Tradovate calls: TRADOVATE_TIMEOUT when set, else the adapter's."""
+    value = getattr(settings, "TRADOVATE_TIMEOUT", None)
+    if not value:
+        return DEFAULT_TIMEOUT
+    connect, read = value
+    return float(connect), float(read)
+
+
+def broker_for_account(account: BrokerAccount, *, retrying: bool = False, dry_run: bool = False) -> Broker:
+    """Return the broker that trades this account; BrokerNeedsAttention when it cannot be used as it is.
+
+    `retrying` lets an owner's connection test (or reconciliation, once `retry_not_before` has passed) try an
+    account marked as needing attention. `dry_run` keeps any new token out of the database.
+    """
     if account.kind == BrokerAccount.Kind.PAPER:
         return PaperBroker(account)
     if account.needs_attention:
-        raise BrokerNeedsAttention(
-            account.status_message or f"Broker account {account.name} needs attention: reconnect it.",
-            reason=account.status_reason or "needs_attention",
-        )
+        waiting = account.retry_not_before is not None and account.retry_not_before > timezone.now()
+        if not retrying or waiting:
+            raise BrokerNeedsAttention(
+                account.status_message or f"Broker account {account.name} needs attention: reconnect it.",
+                reason=account.status_reason or "needs_attention",
+            )
     credentials = None
     if account.username and account.password:
         credentials = TradovateCredentials(
@@ -109,7 +156,7 @@ def broker_for_account(account: BrokerAccount) -> Broker:
             sec=settings.TRADOVATE_SEC,
             device_id=account.device_id,
         )
-    store = AccountTokenStore(account.pk)
+    store = ReadOnlyAccountTokenStore(account.pk) if dry_run else AccountTokenStore(account.pk)
     if credentials is None and store.get() is None:
         raise BrokerNeedsAttention(
             f"Broker account {account.name} has no Tradovate login: connect it with OAuth or enter the "
@@ -117,4 +164,6 @@ def broker_for_account(account: BrokerAccount) -> Broker:
             reason="not_connected",
         )
     base_url = settings.TRADOVATE_DEMO_URL if account.is_demo else settings.TRADOVATE_LIVE_URL
-    return TradovateBroker(TradovateClient(base_url, credentials=credentials, token_store=store))
+    return TradovateBroker(
+        TradovateClient(base_url, credentials=credentials, token_store=store, timeout=tradovate_timeout())
+    )

@@ -40,9 +40,11 @@ from trading.brokers.base import (
     OrderStatus,
     OrderType,
     PlacedBracket,
+    PlacedOco,
     PlacedOrder,
     SubAccount,
     TimeInForce,
+    check_oco_pair,
 )
 
 logger = logging.getLogger(__name__)
@@ -962,6 +964,31 @@ class TradovateBroker(Broker):
         stop_loss_id = leg_ids[-1] if bracket.stop_loss else None
         logger.info("Tradovate bracket %s placed as %s", bracket.entry.client_id, entry_id)
         return PlacedBracket(entry_id=entry_id, take_profit_id=take_profit_id, stop_loss_id=stop_loss_id)
+
+    def place_oco(self, order: OrderRequest, other: OrderRequest) -> PlacedOco:
+        """One POST /order/placeoco: `other` goes in the bracket shape and shares `order`'s quantity."""
+        check_oco_pair(order, other)
+        body = self._order_body(order)
+        body["other"] = self._leg_body(
+            BracketLeg(
+                client_id=other.client_id,
+                order_type=other.order_type,
+                price=other.price,
+                stop_price=other.stop_price,
+                trail_distance=other.trail_distance,
+                time_in_force=other.time_in_force,
+            ),
+            other.action,
+        )
+        data = self.client.post("/order/placeoco", body, changes_orders=True)
+        placed = PlacedOco(
+            order_id=self._required_id(data, "orderId", order.client_id),
+            other_id=self._required_id(data, "ocoId", other.client_id),
+        )
+        logger.info(
+            "Tradovate OCO %s/%s placed as %s/%s", order.client_id, other.client_id, *vars(placed).values()
+        )
+        return placed
 
     def modify_order(
         self,

@@ -36,3 +36,4 @@ __all__ = [
     "TraderTarget",
 ]
 from trading.models.execution import *  # noqa: F403
+from trading.models.reconciliation import *  # noqa: F403

@@ -65,6 +65,7 @@ class _Fault:
     captcha: bool = False
     reason: str = ""
     text: str = ""
+    skip: int = 0  # let this many matching calls through first
 
 
 @dataclass
@@ -196,9 +197,12 @@ class FakeTradovate:
         """Carry out the next call, then hold its answer back `seconds` (by default until the fake stops)."""
         self._add_fault(_Fault(path, "slow", seconds=seconds))
 
-    def drop_next(self, path: str | None = None, *, process: bool = True) -> None:
-        """Read the next call (carrying it out unless process=False), then close the connection unanswered."""
-        self._add_fault(_Fault(path, "drop", process=process))
+    def drop_next(self, path: str | None = None, *, process: bool = True, skip: int = 0) -> None:
+        """Read the next call (carrying it out unless process=False), then close the connection unanswered.
+
+        `skip` lets that many matching calls through first (drop the third placeorder: skip=2).
+        """
+        self._add_fault(_Fault(path, "drop", process=process, skip=skip))
 
     def penalize_next(self, path: str | None = None, *, p_time: float = 1, captcha: bool = False) -> None:
         """Answer the next call with a penalty ticket (and a captcha demand when asked), doing nothing."""
@@ -223,6 +227,9 @@ class FakeTradovate:
         with self.lock:
             for index, fault in enumerate(self._faults):
                 if fault.path is None or fault.path == path:
+                    if fault.skip:
+                        fault.skip -= 1
+                        return None
                     return self._faults.pop(index)
         return None
 

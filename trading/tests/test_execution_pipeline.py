@@ -357,7 +357,7 @@ def test_a_trader_task_whose_worker_died_before_sending_sends_everything_once_wh
     monkeypatch.setattr(execution, "_publish", queue.publish)
     assert set(Order.objects.values_list("status", flat=True)) == {"pending"}
 
-    with time_machine.travel(timezone.now() + timedelta(seconds=40), tick=False):
+    with time_machine.travel(timezone.now() + timedelta(seconds=10), tick=False):
         assert execution.signals_sweep().decisions == 0  # the dead worker's lease has not run out
     Decision.objects.filter(pk=decision.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     assert execution.signals_sweep().decisions == 1
@@ -815,7 +815,7 @@ def test_a_kill_switch_turned_off_lets_the_next_signal_trade(queue, recorder):
 
 def test_the_sweeper_requeues_what_was_left_behind_and_nothing_else(queue, recorder):
     now = timezone.now()
-    fresh = stored_signal(recorder, received_at=now - timedelta(seconds=30))
+    fresh = stored_signal(recorder, received_at=now - timedelta(seconds=5))
     lost = stored_signal(recorder, received_at=now - timedelta(seconds=61))
     done = stored_signal(recorder, received_at=now - timedelta(seconds=600))
     Signal.objects.filter(pk=done.pk).update(status=Signal.Status.PROCESSED)

@@ -93,11 +93,6 @@ def run_in_threads(*targets):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="The sweeper re-queues pending signals only after 60 s (SWEEP_PENDING_AFTER), the recorders' "
-    "default maximum age: a signal whose queue message was lost (Redis down) is always marked stale.",
-)
 def test_a_signal_whose_queue_message_was_lost_is_still_traded_when_the_sweeper_requeues_it(queue, owner):
     recorder = es_recorder(owner)
     make_trader(recorder)
@@ -121,11 +116,6 @@ class WorkerKilled(BaseException):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="A decision's claim lease is CELERY_TASK_TIME_LIMIT + 30 s (330 s): when its worker dies, the "
-    "re-delivered message finds it claimed, and the sweeper frees it only after the signal turned stale.",
-)
 def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(queue, owner, monkeypatch):
     recorder = es_recorder(owner)
     make_trader(recorder)
@@ -157,12 +147,6 @@ def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(queue, o
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="_submit_group cancels the position's working take-profit and stop before it sends an add's "
-    "entry; when the broker refuses the entry, the new protection is marked not sent and nothing puts the "
-    "old one back: the position is left without a stop.",
-)
 def test_an_add_refused_by_the_broker_leaves_the_held_position_protected(queue, owner, faulty_broker):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
@@ -180,11 +164,6 @@ def test_an_add_refused_by_the_broker_leaves_the_held_position_protected(queue, 
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="The kill switch is read only when a decision is planned (_decision_plan); the retry of a "
-    "decision whose broker was unavailable (_decision_submit) sends its orders without looking again.",
-)
 def test_a_kill_switch_turned_on_while_a_decision_waits_for_its_retry_stops_its_orders(
     queue, owner, faulty_broker
 ):
@@ -230,11 +209,6 @@ def test_after_an_average_down_fill_the_stop_covers_the_whole_position(queue, ow
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="_cancel_working logs and goes on when a cancel's outcome is unknown, then places the new "
-    "take-profit and stop: the old ones stay on the book and the exits are stacked.",
-)
 def test_new_protection_is_not_stacked_on_old_protection_whose_cancel_failed(queue, owner, monkeypatch):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
@@ -248,6 +222,10 @@ def test_new_protection_is_not_stacked_on_old_protection_whose_cancel_failed(que
     add = stored_signal(recorder, price=Decimal("5000"), received_at=timezone.now() + timedelta(seconds=1))
     process(queue, add)
     monkeypatch.undo()
+    # The cancel's outcome is unknown, so nothing new was sent: Celery retries once the broker answers.
+    [decision] = decisions_of(add)
+    queue.publish("trader_signal_execute", decision.pk)
+    queue.run()
     assert {order.plan_key: order.quantity for order in orders_of(add)} == {"entry": 1, "tp1": 2, "sl1": 2}
     assert paper_position(trader) == 2
 
@@ -258,11 +236,6 @@ def test_new_protection_is_not_stacked_on_old_protection_whose_cancel_failed(que
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="Take-profit/stop pairs outside the bracket are separate orders at the broker; their OCO is "
-    "kept only by account_sync afterwards, so a second price before that sync fills both sides.",
-)
 def test_two_prices_arriving_together_never_fill_both_sides_of_a_take_profit_and_stop_pair(
     queue, owner, monkeypatch
 ):
@@ -301,11 +274,6 @@ def test_two_prices_arriving_together_never_fill_both_sides_of_a_take_profit_and
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="An entry whose outcome is unknown fails every order after it at once (_submit_group); when "
-    "order_settle later finds the entry filled, its take-profits and stops are never sent.",
-)
 def test_an_entry_whose_outcome_was_unknown_but_filled_still_gets_its_protection(queue, owner, faulty_broker):
     recorder = two_target_recorder(owner)
     trader = make_trader(recorder)
@@ -324,12 +292,6 @@ def test_an_entry_whose_outcome_was_unknown_but_filled_still_gets_its_protection
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="A liquidation whose outcome is unknown is never settled (order_settle returns early, the "
-    "sweeper skips via_liquidation, no reconciliation reads the position): the close never happens and "
-    "the decision stays unsettled for ever.",
-)
 def test_a_close_whose_liquidation_outcome_was_unknown_is_settled_and_the_position_ends_flat(
     queue, owner, faulty_broker
 ):

@@ -1,0 +1,468 @@
+"""TradingView alerts to orders on a Tradovate account, end to end: the webhook, the pipeline and the fake
+Tradovate server over real HTTP, with the exact requests Tradovate receives.
+
+The fixtures here (a running fake, settings pointing at it, a connected account) are shared with the
+reconciliation and connection tests.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from trading import reconciliation, services
+from trading.brokers.base import SubAccount
+from trading.models import BrokerAccount, Decision, Order, Position, ReconcileAction
+from trading.tests.execution_support import *  # noqa: F403  fixtures
+from trading.tests.execution_support import TaskQueue
+from trading.tests.factories import RecorderFactory, TraderFactory, TradovateAccountFactory
+from trading.tests.fake_tradovate import (
+    APP_ID,
+    APP_VERSION,
+    CID,
+    DEMO_ACCOUNT_ID,
+    DEMO_ACCOUNT_NAME,
+    PASSWORD,
+    SEC,
+    USERNAME,
+    FakeTradovate,
+    running_fake_tradovate,
+)
+
+# Shared with the reconciliation and connection tests (`from ... import *` takes these names, no tests).
+__all__ = [
+    "ACCOUNT_ID",
+    "CANCEL",
+    "LIQUIDATE",
+    "LOGIN",
+    "OCO",
+    "OSO",
+    "PLACE",
+    "account",
+    "fake",
+    "order_changes",
+    "orders",
+    "reconcile",
+    "recorder",
+    "send_alert",
+    "trade_on",
+    "tradovate_settings",
+]
+
+pytestmark = pytest.mark.django_db
+
+ACCOUNT_ID = str(DEMO_ACCOUNT_ID)
+LOGIN = "/auth/accesstokenrequest"
+RENEW = "/auth/renewaccesstoken"
+OSO = "/order/placeoso"
+OCO = "/order/placeoco"
+PLACE = "/order/placeorder"
+CANCEL = "/order/cancelorder"
+LIQUIDATE = "/order/liquidateposition"
+ORDER_CHANGES = (OSO, PLACE, CANCEL, LIQUIDATE, "/order/modifyorder", "/order/placeoco")
+
+
+# --- shared fixtures ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTradovate]:
+    """Tradovate's demo environment on 127.0.0.1."""
+    with running_fake_tradovate() as server:
+        yield server
+
+
+@pytest.fixture
+def tradovate_settings(settings, fake):
+    """Settings that point the product at the fake, with short timeouts and a cache of this test only."""
+    settings.TRADOVATE_DEMO_URL = fake.base_url
+    settings.TRADOVATE_LIVE_URL = "http://127.0.0.1:9/v1"  # nothing listens there
+    settings.TRADOVATE_APP_ID = APP_ID
+    settings.TRADOVATE_APP_VERSION = APP_VERSION
+    settings.TRADOVATE_CID = str(CID)
+    settings.TRADOVATE_SEC = SEC
+    settings.TRADOVATE_TIMEOUT = (1.0, 1.0)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"tradovate-{uuid.uuid4().hex}",
+        }
+    }
+    return settings
+
+
+@pytest.fixture
+def account(owner, tradovate_settings) -> BrokerAccount:
+    """The owner's demo Tradovate login, trading its account DEMO12345."""
+    account = TradovateAccountFactory(owner=owner, name="Apex 50K", username=USERNAME, password=PASSWORD)
+    services.broker_account_sync_subaccounts(
+        account=account, subaccounts=[SubAccount(ACCOUNT_ID, DEMO_ACCOUNT_NAME, True)]
+    )
+    return account
+
+
+@pytest.fixture
+def recorder(owner):
+    """An ES recorder: one take-profit 8 ticks away and a stop 8 ticks away."""
+    return RecorderFactory(
+        owner=owner,
+        symbol="ES",
+        tp_targets=[{"value": 8, "trim": None}],
+        sl_enabled=True,
+        sl_amount=Decimal(8),
+    )
+
+
+def trade_on(recorder, account, *, multiplier: int = 1):
+    """A trader that follows `recorder` on DEMO12345 of `account`."""
+    return TraderFactory(recorder=recorder, account=account, subaccounts=[(ACCOUNT_ID, multiplier)])
+
+
+def send_alert(client, recorder, capture, queue: TaskQueue, **fields) -> dict:
+    """Post a TradingView alert to the recorder's webhook and run every task it queues."""
+    body = {"action": "buy", "ticker": "ES1!", "price": 5000, "id": uuid.uuid4().hex, **fields}
+    with capture(execute=True):
+        response = client.post(
+            f"/webhook/{recorder.webhook_token}", data=json.dumps(body), content_type="application/json"
+        )
+    assert response.status_code == 200, response.content
+    queue.run()
+    return response.json()
+
+
+def reconcile(account, **options) -> reconciliation.ReconcileReport:
+    report = reconciliation.account_reconcile(account_id=account.pk, **options)
+    assert report.ok, report.error
+    return report
+
+
+def order_changes(fake: FakeTradovate) -> list[tuple[str, object]]:
+    """Every order-changing request the fake received, in order."""
+    return [(request.path, request.body) for request in fake.requests if request.path in ORDER_CHANGES]
+
+
+def orders(**filters) -> dict[str, Order]:
+    return {order.plan_key: order for order in Order.objects.filter(**filters).order_by("pk")}
+
+
+# --- orders through the pipeline ----------------------------------------------------------------------------
+
+
+def test_an_alert_becomes_one_placeoso_with_take_profit_and_stop_exactly_as_tradovate_expects(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    placed = orders(broker_account=account)
+    entry, take_profit, stop = placed["entry"], placed["tp1"], placed["sl1"]
+    assert fake.bodies(OSO) == [
+        {
+            "accountSpec": DEMO_ACCOUNT_NAME,
+            "accountId": DEMO_ACCOUNT_ID,
+            "clOrdId": entry.client_id,
+            "action": "Buy",
+            "symbol": "ESZ6",
+            "orderQty": 1,
+            "orderType": "Market",
+            "timeInForce": "Day",
+            "isAutomated": True,
+            "bracket1": {
+                "action": "Sell",
+                "orderType": "Limit",
+                "price": 5002,
+                "timeInForce": "GTC",
+                "clOrdId": take_profit.client_id,
+            },
+            "bracket2": {
+                "action": "Sell",
+                "orderType": "Stop",
+                "stopPrice": 4998,
+                "timeInForce": "GTC",
+                "clOrdId": stop.client_id,
+            },
+        }
+    ]
+    assert order_changes(fake) == [(OSO, fake.bodies(OSO)[0])]
+    assert {order.status for order in placed.values()} == {"working"}
+    assert all(order.broker_order_id for order in placed.values())
+    assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 1
+    assert Decision.objects.get().status == Decision.Status.EXECUTED
+
+
+def test_reconciliation_then_records_the_fill_and_the_position_of_the_bracket(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    report = reconcile(account)
+
+    placed = orders(broker_account=account)
+    assert (placed["entry"].status, placed["entry"].filled_quantity) == ("filled", 1)
+    assert (placed["tp1"].status, placed["sl1"].status) == ("working", "working")
+    position = Position.objects.get(broker_account=account, account_id=ACCOUNT_ID, symbol="ES")
+    assert (position.quantity, position.avg_price) == (1, Decimal("5000"))
+    assert {step.kind for step in report.steps} == {"order_status", "fills", "position"}
+    assert order_changes(fake) == [(OSO, fake.bodies(OSO)[0])]  # protection was complete: nothing placed
+
+
+def test_further_targets_and_trailing_stops_go_out_as_automated_oco_pairs_after_the_entry(
+    client, queue, django_capture_on_commit_callbacks, fake, account, owner
+):
+    recorder = RecorderFactory(
+        owner=owner,
+        symbol="ES",
+        initial_position_size=2,
+        tp_targets=[{"value": 4, "trim": 1}, {"value": 8, "trim": None}],
+        sl_enabled=True,
+        sl_amount=Decimal(8),
+        sl_type="trailing",
+    )
+    trade_on(recorder, account)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    placed = orders(broker_account=account)
+
+    def body(key: str, action: str, quantity: int, **fields) -> dict:
+        return {
+            "accountSpec": DEMO_ACCOUNT_NAME,
+            "accountId": DEMO_ACCOUNT_ID,
+            "clOrdId": placed[key].client_id,
+            "action": action,
+            "symbol": "ESZ6",
+            "orderQty": quantity,
+            **fields,
+            "isAutomated": True,
+        }
+
+    def trailing_stop(key: str) -> dict:
+        return {
+            "action": "Sell",
+            "orderType": "TrailingStop",
+            "stopPrice": 4998,
+            "pegDifference": 2,
+            "timeInForce": "GTC",
+            "clOrdId": placed[key].client_id,
+        }
+
+    assert fake.bodies(PLACE) == [body("entry", "Buy", 2, orderType="Market", timeInForce="Day")]
+    # Each further take-profit goes out with its trailing stop as one OCO pair: Tradovate cancels one when
+    # the other fills.
+    assert fake.bodies(OCO) == [
+        {
+            **body("tp1", "Sell", 1, orderType="Limit", price=5001, timeInForce="GTC"),
+            "other": trailing_stop("sl1"),
+        },
+        {
+            **body("tp2", "Sell", 1, orderType="Limit", price=5002, timeInForce="GTC"),
+            "other": trailing_stop("sl2"),
+        },
+    ]
+    assert fake.bodies(OSO) == []
+    assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 2
+
+
+def test_a_close_alert_liquidates_the_position_by_contract_id(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    reconcile(account)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue, action="close", price=5001)
+
+    assert fake.bodies(LIQUIDATE) == [
+        {"accountId": DEMO_ACCOUNT_ID, "contractId": fake.contract_id("ESZ6"), "admin": False}
+    ]
+    assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 0
+    exit_order = Order.objects.get(role="exit")
+    assert exit_order.via_liquidation
+    assert exit_order.status == "working"
+    assert exit_order.broker_order_id
+    # Tradovate cancelled the position's orders with the liquidation; ours say so at once.
+    assert set(
+        Order.objects.filter(role__in=["take_profit", "stop_loss"]).values_list("status", flat=True)
+    ) == {"cancelled"}
+    reconcile(account)
+    exit_order.refresh_from_db()
+    assert exit_order.status == "filled"
+    assert Position.objects.get(broker_account=account, symbol="ES").quantity == 0
+
+
+def test_tradovates_refusal_reaches_the_order_log_verbatim(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+    fake.refuse_next(OSO, reason="MaxPosLimitReached", text="Max position limit of 0 contracts reached.")
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    entry = Order.objects.get(plan_key="entry")
+    assert (entry.status, entry.error) == ("rejected", "Max position limit of 0 contracts reached.")
+    assert Decision.objects.get().status == Decision.Status.FAILED
+    client.force_login(account.owner)
+    assert "Max position limit of 0 contracts reached." in client.get("/orders/").content.decode()
+
+
+def test_the_contract_is_resolved_once_for_many_signals(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+    for action in ("buy", "close", "buy"):
+        send_alert(client, recorder, django_capture_on_commit_callbacks, queue, action=action)
+
+    assert len(fake.requests_to("/contract/suggest")) == 1
+    assert len(fake.bodies(OSO)) == 2
+
+
+# --- authentication -----------------------------------------------------------------------------------------
+
+
+def test_many_orders_on_one_account_cost_one_authentication_across_workers(
+    client, queue, django_capture_on_commit_callbacks, fake, account, owner
+):
+    # Three recorders trading the same login: every decision builds its own broker and client, as separate
+    # workers would, and finds the token the first one stored on the account row.
+    recorders = [RecorderFactory(owner=owner, symbol="ES") for _ in range(3)]
+    for recorder in recorders:
+        trade_on(recorder, account)
+    for recorder in recorders:
+        send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    reconcile(account)
+
+    assert len(fake.requests_to(LOGIN)) == 1
+    assert fake.requests_to(RENEW) == []
+    assert Order.objects.filter(role="entry", status="filled").count() == 3
+    stored = BrokerAccount.objects.get(pk=account.pk)
+    assert stored.access_token_source == "password"
+    assert stored.access_token_expires_at > timezone.now() + timedelta(minutes=70)
+
+
+def test_a_token_close_to_expiry_is_renewed_before_the_order_not_replaced_by_a_login(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    token, expires_at = fake.issue_token(lifetime=timedelta(minutes=5))
+    BrokerAccount.objects.filter(pk=account.pk).update(
+        access_token=token, access_token_expires_at=expires_at, access_token_source="password"
+    )
+    trade_on(recorder, account)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    [renewal] = fake.requests_to(RENEW)
+    assert renewal.headers["Authorization"] == f"Bearer {token}"
+    assert fake.requests_to(LOGIN) == []
+    stored = BrokerAccount.objects.get(pk=account.pk)
+    assert stored.access_token != token
+    assert stored.access_token_expires_at > expires_at + timedelta(minutes=60)
+    assert fake.requests_to(OSO)[0].headers["Authorization"] == f"Bearer {stored.access_token}"
+
+
+def test_a_penalty_on_the_bracket_is_waited_out_and_the_order_placed_once(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+    fake.penalize_next(OSO, p_time=0.05)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    first, second = fake.bodies(OSO)
+    assert "p-ticket" not in first
+    assert second.pop("p-ticket") in fake.tickets
+    assert second == first
+    assert len(fake.orders_with_client_id(first["clOrdId"])) == 1
+    assert Order.objects.get(plan_key="entry").status == "working"
+
+
+def test_a_captcha_marks_the_account_and_no_login_is_tried_again_within_the_hour(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+    fake.penalize_next(LOGIN, captcha=True)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    stored = BrokerAccount.objects.get(pk=account.pk)
+    assert (stored.status, stored.status_reason) == ("needs_attention", "captcha")
+    assert "OAuth" in stored.status_message
+    assert stored.retry_not_before > timezone.now() + timedelta(minutes=59)
+    decision = Decision.objects.get()
+    assert decision.status == Decision.Status.FAILED
+    assert "captcha" in decision.reason
+    assert "OAuth" in decision.reason
+    requests_after_captcha = len(fake.requests)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue, action="sell")
+    assert reconciliation.accounts_to_reconcile() == []
+    assert len(fake.requests) == requests_after_captcha  # nothing was even tried
+
+    client.force_login(account.owner)
+    page = client.get("/broker-accounts/").content.decode()
+    assert "Needs attention" in page
+    assert "captcha" in page
+    assert f"/connect-tradovate?account={account.pk}" in page
+
+
+def test_reconciliation_logs_in_again_once_the_captcha_pause_is_over(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+    fake.penalize_next(LOGIN, captcha=True)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    later = datetime.now(UTC) + timedelta(minutes=61)
+    BrokerAccount.objects.filter(pk=account.pk).update(retry_not_before=later - timedelta(minutes=1))
+
+    with time_machine.travel(later, tick=False):
+        assert reconciliation.accounts_to_reconcile() == [account.pk]
+        report = reconcile(account)
+
+    assert next(step.kind for step in report.steps) == "reconnect"
+    assert BrokerAccount.objects.get(pk=account.pk).status == "active"
+    assert ReconcileAction.objects.filter(kind="reconnect", broker_account=account).exists()
+
+
+# --- unknown outcomes ---------------------------------------------------------------------------------------
+
+
+def test_a_bracket_that_timed_out_is_never_resent_and_reconciliation_adopts_the_one_at_the_broker(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder, settings
+):
+    settings.TRADOVATE_TIMEOUT = (1.0, 0.3)
+    trade_on(recorder, account)
+    fake.slow_next(OSO, seconds=1.0)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    placed = orders(broker_account=account)
+    assert {order.status for order in placed.values()} == {"unknown"}
+    assert "Do not send it again" in placed["entry"].error
+    assert Decision.objects.get().status == Decision.Status.UNSETTLED
+
+    # Too young to settle: the broker may not list it yet.
+    assert [step for step in reconcile(account).steps if step.kind == "settle"] == []
+    report = reconcile(account, now=timezone.now() + timedelta(seconds=45))
+
+    assert [step.kind for step in report.steps].count("settle") == 3
+    assert len(fake.bodies(OSO)) == 1
+    assert len(fake.orders_with_client_id(placed["entry"].client_id)) == 1
+    placed = orders(broker_account=account)
+    assert (placed["entry"].status, placed["tp1"].status, placed["sl1"].status) == (
+        "filled",
+        "working",
+        "working",
+    )
+    assert placed["entry"].broker_order_id == str(
+        fake.orders_with_client_id(placed["entry"].client_id)[0]["id"]
+    )
+    assert Decision.objects.get().status == Decision.Status.EXECUTED
+    assert Position.objects.get(broker_account=account, symbol="ES").quantity == 1
