@@ -1605,6 +1605,7 @@ class SyncReport:
     fills_applied: int = 0
     positions_corrected: int = 0
     orders_cancelled: int = 0
+    protection_replanned: int = 0
 
 
 _FROM_BROKER = {
@@ -1634,6 +1635,7 @@ def account_sync(*, account: BrokerAccount, broker: Broker | None = None) -> Syn
         report.fills_applied += _apply_fills(account, account_id, fills)
         report.positions_corrected += _correct_positions(account, account_id, positions)
         report.orders_cancelled += _cancel_needless_protection(account, account_id, broker)
+        report.protection_replanned += _average_downs_replan(account, account_id, broker)
     return report
 
 
@@ -1691,6 +1693,160 @@ def _cancel_needless_protection(account: BrokerAccount, account_id: str, broker:
             status=Order.Status.CANCELLED, error="Cancelled: nothing left for it to protect."
         )
     return cancelled
+
+
+# Protection re-planned after an average-down filled sorts after the plan's own orders and restored copies.
+AVERAGE_DOWN_SEQUENCE = 20_000
+
+
+def _average_downs_replan(account: BrokerAccount, account_id: str, broker: Broker) -> int:
+    """Re-plan the protection of each open position whose latest average-down filled; return orders sent."""
+    sent = 0
+    for position in Position.objects.filter(broker_account=account, account_id=account_id).exclude(
+        quantity=0
+    ):
+        average_down = (
+            Order.objects.select_related("decision__trader__recorder")
+            .filter(
+                broker_account=account,
+                account_id=account_id,
+                symbol=position.symbol,
+                role=Order.Role.AVERAGE_DOWN,
+                status=Order.Status.FILLED,
+                decision__isnull=False,
+            )
+            .order_by("-pk")
+            .first()
+        )
+        if average_down is not None:
+            sent += _average_down_replan(broker, average_down, position)
+    return sent
+
+
+def _average_down_plan(average_down: Order, quantity: int, average: Decimal | None) -> plans.OrderPlan | None:
+    """Take-profits and stops for the whole position from its average; None when there is nothing to plan."""
+    side = risk.Side.LONG if average_down.action == Order.Action.BUY else risk.Side.SHORT
+    if average is None or risk.Side.of(quantity) is not side:
+        return None  # flat, or no longer the position the average-down grew
+    trader = average_down.decision.trader
+    link = TraderSubAccount.objects.filter(
+        trader=trader, subaccount__broker_id=average_down.account_id
+    ).first()
+    try:
+        return plans.replan_after_average_down(
+            side=side,
+            quantity=abs(quantity),
+            average_price=average,
+            contract=contract_for_symbol(trader.recorder.symbol),
+            settings=recorder_plan_settings(trader.recorder, trader),
+            multiplier=link.multiplier if link is not None else 1,
+        )
+    except (ValueError, SymbolError) as error:
+        logger.warning("Average-down %s: its protection cannot be re-planned: %s", average_down.pk, error)
+        return None
+
+
+def _average_down_replan(broker: Broker, average_down: Order, position: Position) -> int:
+    """Cover the position an average-down grew: cancel its exits, then send new ones from the new average.
+
+    The new orders belong to the average-down's decision under plan keys naming it, so a repeat (the next
+    sync, a second worker, a crash between steps) finds them made and sends only what is still pending.
+    Nothing is sent until every old exit is confirmed gone at the broker: stacked stops could reverse it.
+    """
+    suffix = f"-a{average_down.pk}"
+    ours = Q(decision_id=average_down.decision_id, plan_key__endswith=suffix)
+    replanned = Order.objects.filter(ours, account_id=average_down.account_id)
+    statuses = set(replanned.values_list("status", flat=True))
+    if statuses and Order.Status.PENDING not in statuses:
+        return 0  # done; reconciliation owns the protection from here
+    if _later_orders_exist(average_down):
+        return 0  # a later signal planned this position's protection
+    if not statuses:
+        expected = _average_down_plan(average_down, position.quantity, position.avg_price)
+        if expected is None or not expected.intents:
+            return 0
+    account_id, root = average_down.account_id, average_down.symbol
+    old = list(
+        Order.objects.filter(
+            broker_account_id=average_down.broker_account_id,
+            account_id=account_id,
+            symbol=root,
+            status=Order.Status.WORKING,
+            role__in=(Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS),
+        ).exclude(ours)
+    )
+    try:
+        for order in old:
+            if not order.broker_order_id:
+                continue
+            try:
+                broker.cancel_order(order.broker_order_id)
+            except OrderRejected as error:
+                # Filled or cancelled already: the next sync records which; the position is read below.
+                logger.info("Cancel of order %s refused: %s", order.pk, error.text)
+                continue
+            Order.objects.filter(pk=order.pk, status=Order.Status.WORKING).update(
+                status=Order.Status.CANCELLED,
+                error=f"Cancelled: replaced by the protection of average-down order {average_down.pk}.",
+            )
+        still_open = {item.broker_order_id for item in broker.list_orders(account_id) if item.is_open}
+        if still_open & {order.broker_order_id for order in old}:
+            logger.warning(
+                "Average-down %s: an old exit is still working; nothing new is sent", average_down.pk
+            )
+            return 0
+        quantity, average = _broker_position(broker, account_id, root)
+    except BrokerError as error:
+        # A cancel of unknown outcome: new protection now could stack on the old. The next sync tries again.
+        logger.warning("Average-down %s: protection not re-planned yet: %s", average_down.pk, error.message)
+        return 0
+    if not statuses:
+        plan = _average_down_plan(average_down, quantity, average)
+        if plan is None:
+            return 0
+        try:
+            with transaction.atomic():
+                for number, intent in enumerate(plan.intents):
+                    Order.objects.create(
+                        decision_id=average_down.decision_id,
+                        signal_id=average_down.signal_id,
+                        trader_id=average_down.trader_id,
+                        broker_account_id=average_down.broker_account_id,
+                        account_id=account_id,
+                        account_name=average_down.account_name,
+                        symbol=root,
+                        broker_symbol=average_down.broker_symbol,
+                        client_id=_new_client_id(),
+                        plan_key=f"{intent.key}{suffix}"[:16],
+                        sequence=AVERAGE_DOWN_SEQUENCE + number,
+                        # Pairs stay paired (sent as one OCO), in groups apart from the plan's own.
+                        oco_group=f"a{average_down.pk}-{intent.oco}"[:16] if intent.oco else "",
+                        role=intent.role.value,
+                        action=intent.action.value,
+                        order_type=intent.order_type.value,
+                        quantity=intent.quantity,
+                        price=intent.price,
+                        stop_price=intent.stop_price,
+                        trail_distance=intent.trail_distance,
+                    )
+        except IntegrityError:
+            pass  # made by a run alongside this one; sent below if still pending
+    pending = list(replanned.filter(status=Order.Status.PENDING).order_by("sequence", "pk"))
+    sent = 0
+    for order in pending:
+        order.refresh_from_db()
+        if order.status != Order.Status.PENDING:
+            continue  # sent with its OCO partner, or by a run alongside this one
+        partner = _oco_partner(order, pending)
+        try:
+            order_submit(order=order, broker=broker, oco_partner=partner)
+        except RetryLater as error:
+            logger.warning(
+                "Average-down %s: protection waits for the broker: %s", average_down.pk, error.message
+            )
+            break
+        sent += 1 if partner is None else 2
+    return sent
 
 
 def _sync_orders(account: BrokerAccount, account_id: str, broker_orders) -> int:

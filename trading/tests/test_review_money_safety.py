@@ -186,11 +186,6 @@ def test_a_kill_switch_turned_on_while_a_decision_waits_for_its_retry_stops_its_
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="Nothing re-plans protection after an average-down fill (plans.replan_after_average_down is "
-    "never called): the stop still covers the first contract only and a stop-out leaves a naked long.",
-)
 def test_after_an_average_down_fill_the_stop_covers_the_whole_position(queue, owner):
     recorder = es_recorder(
         owner, avg_down_enabled=True, avg_down_amount=1, avg_down_point=Decimal(4), avg_down_units="ticks"
@@ -202,9 +197,10 @@ def test_after_an_average_down_fill_the_stop_covers_the_whole_position(queue, ow
 
     execution.price_record(owner=owner, symbol="ES", price=Decimal("4999"))  # the average-down fills
     assert paper_position(trader) == 2
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4998"))  # the stop is hit
+    # Re-planned from the new average (4999.5): the stop moves to 4997.5 and covers both contracts.
+    assert working_stop_contracts(trader) == 2
+    execution.price_record(owner=owner, symbol="ES", price=Decimal("4997"))  # the stop is hit
 
-    # Today: one contract is sold, one stays long with no stop and no take-profit.
     assert paper_position(trader) == 0
 
 
