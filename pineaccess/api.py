@@ -27,15 +27,7 @@ from pineaccess.serializers import (
     UsernameCheckSerializer,
 )
 
-# The registration page sets this in the session once a valid access key was entered, so people who are
-# registering (not yet logged in) may check their TradingView username as they type.
-USERNAME_CHECK_SESSION_KEY = "pineaccess_may_check_tradingview_username"
 USERNAME_CHECK_CACHE_SECONDS = 300
-
-
-def username_check_allow(session) -> None:
-    """Let an anonymous session use the username check (called when a registration starts)."""
-    session[USERNAME_CHECK_SESSION_KEY] = True
 
 
 def _service(call, *args, **kwargs):
@@ -184,7 +176,7 @@ class MayCheckUsername(permissions.BasePermission):
         if request.user and request.user.is_authenticated:
             return True
         session = getattr(request._request, "session", None)
-        return bool(session is not None and session.get(USERNAME_CHECK_SESSION_KEY))
+        return bool(session is not None and session.get(services.USERNAME_CHECK_SESSION_KEY))
 
 
 class ValidateUsernameView(APIView):

@@ -1284,3 +1284,13 @@ def tradingview_connection_check(*, pine_id: str | None = None) -> ConnectionChe
                 _log_sign_in_failure(error)
             return ConnectionCheck(False, account, error=_error_text(error))
     return ConnectionCheck(True, account, scripts, target, listed)
+
+
+# The registration page sets this in the session once a valid access key was entered, so people who are
+# registering (not yet logged in) may check their TradingView username as they type.
+USERNAME_CHECK_SESSION_KEY = "pineaccess_may_check_tradingview_username"
+
+
+def username_check_allow(session) -> None:
+    """Let an anonymous session use the username check (called when a registration starts)."""
+    session[USERNAME_CHECK_SESSION_KEY] = True

@@ -7,8 +7,8 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from pineaccess.api import USERNAME_CHECK_SESSION_KEY
 from pineaccess.models import AccessLog, PineScript, ScriptAccess
+from pineaccess.services import USERNAME_CHECK_SESSION_KEY
 from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory
 
 pytestmark = pytest.mark.django_db
