@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.template.loader import render_to_string
@@ -66,7 +67,8 @@ def test_the_signal_log_filters_by_recorder_status_and_day(owner_client, owner):
     second = RecorderFactory(owner=owner, name="Second")
     old = stored_signal(first, received_at=timezone.now() - timedelta(days=3))
     rejected = stored_signal(second, status=Signal.Status.REJECTED, reason="Could not read the alert")
-    today = timezone.localdate().isoformat()
+    # The day is the user's own: the log shows days in the time zone of their profile, not the server's.
+    today = timezone.localdate(timezone=ZoneInfo(owner.time_zone)).isoformat()
 
     by_recorder = owner_client.get(f"/signals/?recorder={first.pk}").content.decode()
     by_status = owner_client.get("/signals/?status=rejected").content.decode()
