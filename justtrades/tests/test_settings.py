@@ -121,3 +121,17 @@ def test_a_malformed_address_in_the_webhook_allow_list_stops_start_up_with_its_n
     assert result.returncode != 0
     assert "WEBHOOK_ALLOWED_IPS" in result.stderr
     assert "10.0.0.300" in result.stderr
+
+
+def test_manage_py_reports_a_missing_secret_in_one_line_without_a_traceback():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=PROJECT,
+        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("manage.py: SECRET_KEY is not set.")
+    assert "Traceback" not in result.stderr
