@@ -10,7 +10,8 @@ from webhooks.addresses import parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# ENV_FILE points elsewhere (or at nothing) when the project folder's .env must not apply, as in tests.
+environ.Env.read_env(os.environ.get("ENV_FILE", str(BASE_DIR / ".env")), overwrite=False)
 
 # Where the product keeps its local state: collected static files, the embedded task queue, the file cache.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))

@@ -30,6 +30,7 @@ def test_check_deploy_is_clean_under_the_documented_production_settings():
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": "/nonexistent",
+        "ENV_FILE": "/nonexistent/.env",
         "SECRET_KEY": "k7" + "Zq9-Lp2_Wm4xRt8vNb6cYh3JsDf5GaKe1Uo0Ii7PlMnBvCxZaSdQwErTyUiOp",
         "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         **PRODUCTION_ENVIRONMENT,

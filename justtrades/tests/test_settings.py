@@ -35,6 +35,7 @@ def run_with_env(environment: dict[str, str], code: str = PRINT_SETTINGS) -> sub
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "justtrades.settings",
         "HOME": "/nonexistent",
+        "ENV_FILE": "/nonexistent/.env",  # a developer's .env from `make run` must not fill the gaps
     }
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -127,7 +128,7 @@ def test_manage_py_reports_a_missing_secret_in_one_line_without_a_traceback():
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=PROJECT,
-        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent"},
+        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent", "ENV_FILE": "/nonexistent/.env"},
         capture_output=True,
         text=True,
         timeout=60,
