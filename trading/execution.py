@@ -1029,8 +1029,9 @@ def _create_orders(
                 stop_price=intent.stop_price,
                 trail_distance=intent.trail_distance,
             )
-            if intent.key in verdict.plan.bracket and intent.key != "entry" and "entry" in rows:
-                row.bracket_entry = rows["entry"]
+            bracket = verdict.plan.bracket_of(intent.key)
+            if bracket and intent.key != bracket[0]:
+                row.bracket_entry = rows[bracket[0]]
             row.save(force_insert=True)
             rows[intent.key] = row
             created.append(row)
@@ -1642,9 +1643,9 @@ def account_sync(*, account: BrokerAccount, broker: Broker | None = None) -> Syn
 def _cancel_needless_protection(account: BrokerAccount, account_id: str, broker: Broker) -> int:
     """Cancel exits whose one-cancels-other partner filled, and exits and average-downs of a flat position.
 
-    Only the first take-profit and stop travel in a bracket, where the broker pairs them; further pairs are
-    separate orders, so their OCO is kept here. Left working, a stop after its take-profit filled would open
-    a position the other way.
+    The broker pairs the two exits of a bracket or an OCO order itself; this catches a pair whose cancel it
+    missed and exits placed apart. Left working, a stop after its take-profit filled would open a position
+    the other way.
     """
     partner_filled = Order.objects.filter(
         decision_id=OuterRef("decision_id"),

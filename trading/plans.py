@@ -2,6 +2,8 @@
 
 Pure functions on dataclasses: no ORM, no I/O. Take-profits and stops are OCO pairs of equal quantity
 (take-profit i with stop i), so a partial take-profit never leaves a stop larger than the position.
+A new position's entry rides with its exits as bracket orders (Tradovate's placeoso), protected the moment
+it fills; a bracket's exits take its entry's quantity, so several targets split the entry, one per pair.
 """
 
 from __future__ import annotations
@@ -235,9 +237,9 @@ class OrderPlan:
     """The orders for one decision, in the order to send them."""
 
     intents: tuple[OrderIntent, ...] = ()
-    # Keys of the entry and the exits that ride on it as one OSO order (Tradovate's placeoso): only exits
-    # of exactly the entry's quantity, because a bracket takes the entry's quantity.
-    bracket: tuple[str, ...] = ()
+    # Groups of keys sent as one OSO order (Tradovate's placeoso): an entry first, then at most one
+    # take-profit and one stop of exactly its quantity, because a bracket's exits take the entry's quantity.
+    brackets: tuple[tuple[str, ...], ...] = ()
     cancel_working_orders: bool = False  # cancel the position's working exits and average-downs first
     notes: tuple[str, ...] = ()
 
@@ -245,8 +247,27 @@ class OrderPlan:
         keys = [intent.key for intent in self.intents]
         if len(set(keys)) != len(keys) or "" in keys:
             raise ValueError(f"Every order of a plan needs a unique key, not {keys}.")
-        if not set(self.bracket) <= set(keys):
-            raise ValueError(f"Bracket {self.bracket} names orders that are not in the plan.")
+        bracketed = [key for group in self.brackets for key in group]
+        if not set(bracketed) <= set(keys) or len(set(bracketed)) != len(bracketed):
+            raise ValueError(f"Brackets {self.brackets} name orders not in the plan, or one twice.")
+        for group in self.brackets:
+            self._check_bracket([self.by_key(key) for key in group])
+
+    @staticmethod
+    def _check_bracket(group: Sequence[OrderIntent]) -> None:
+        entry, legs = group[0], group[1:]
+        roles = {leg.role for leg in legs}
+        if (
+            entry.role is not OrderRole.ENTRY
+            or not legs
+            or len(roles) != len(legs)
+            or not roles <= {OrderRole.TAKE_PROFIT, OrderRole.STOP_LOSS}
+            or any(leg.quantity != entry.quantity for leg in legs)
+        ):
+            raise ValueError(
+                "A bracket is an entry with a take-profit, a stop or both, of the entry's quantity: "
+                f"not {[intent.key for intent in group]}."
+            )
 
     def by_key(self, key: str) -> OrderIntent:
         """Return the intent with this key."""
@@ -260,10 +281,9 @@ class OrderPlan:
         return tuple(intent for intent in self.intents if intent.role is role)
 
     @property
-    def entry(self) -> OrderIntent | None:
-        """Return the entry order, if any."""
-        entries = self.with_role(OrderRole.ENTRY)
-        return entries[0] if entries else None
+    def entries(self) -> tuple[OrderIntent, ...]:
+        """Return the entry orders: one, or one per take-profit pair when several targets split it."""
+        return self.with_role(OrderRole.ENTRY)
 
     @property
     def take_profits(self) -> tuple[OrderIntent, ...]:
@@ -275,15 +295,15 @@ class OrderPlan:
         """Return the stop-loss orders (one per take-profit pair, or one for the whole position)."""
         return self.with_role(OrderRole.STOP_LOSS)
 
-    @property
-    def bracket_intents(self) -> tuple[OrderIntent, ...]:
-        """Return the entry and the exits sent with it as one bracket order."""
-        return tuple(self.by_key(key) for key in self.bracket)
+    def bracket_of(self, key: str) -> tuple[str, ...] | None:
+        """Return the bracket group holding this key, if any."""
+        return next((group for group in self.brackets if key in group), None)
 
     @property
     def separate_intents(self) -> tuple[OrderIntent, ...]:
         """Return the intents sent on their own, in plan order."""
-        return tuple(intent for intent in self.intents if intent.key not in self.bracket)
+        bracketed = {key for group in self.brackets for key in group}
+        return tuple(intent for intent in self.intents if intent.key not in bracketed)
 
 
 def _beyond(reference: Decimal, distance: Decimal, direction: int, tick: Decimal) -> Decimal:
@@ -350,8 +370,11 @@ def _protection(
     settings: PlanSettings,
     multiplier: int,
     notes: list[str],
-) -> list[OrderIntent]:
-    """Return take-profit and stop orders covering `quantity` contracts held at `reference`."""
+) -> list[tuple[OrderIntent, ...]]:
+    """Return take-profit and stop orders covering `quantity` contracts held at `reference`.
+
+    One group per take-profit (the target and its own stop), or the lone stop when there is no target.
+    """
     tick = contract.tick_size
     exit_action = _exit_action(side)
     stop_price: Decimal | None = None
@@ -368,7 +391,7 @@ def _protection(
             OrderRole.STOP_LOSS, exit_action, order_type, contracts, None, stop_price, trail, key, oco
         )
 
-    intents: list[OrderIntent] = []
+    groups: list[tuple[OrderIntent, ...]] = []
     trims = allocate_trims(settings.tp_targets, quantity, multiplier=multiplier)
     number = 0
     for target, contracts in zip(settings.tp_targets, trims, strict=True):
@@ -378,22 +401,20 @@ def _protection(
         distance = offset_in_points(target.value, settings.tp_units, contract, reference)
         price = _beyond(reference, distance, side.sign, tick)
         oco = f"exit{number}" if stop_price is not None else ""
-        intents.append(
-            OrderIntent(
-                OrderRole.TAKE_PROFIT,
-                exit_action,
-                OrderType.LIMIT,
-                contracts,
-                price,
-                key=f"tp{number}",
-                oco=oco,
-            )
+        take_profit = OrderIntent(
+            OrderRole.TAKE_PROFIT, exit_action, OrderType.LIMIT, contracts, price, key=f"tp{number}", oco=oco
         )
-        if stop_price is not None:
-            intents.append(stop(f"sl{number}", contracts, oco))
+        if stop_price is None:
+            groups.append((take_profit,))
+        else:
+            groups.append((take_profit, stop(f"sl{number}", contracts, oco)))
     if stop_price is not None and not trims:
-        intents.append(stop("sl", quantity))
-    return intents
+        groups.append((stop("sl", quantity),))
+    return groups
+
+
+def _flat(groups: Iterable[tuple[OrderIntent, ...]]) -> list[OrderIntent]:
+    return [intent for group in groups for intent in group]
 
 
 def _average_down(
@@ -420,14 +441,26 @@ def _average_down(
     ]
 
 
-def _bracket(entry_quantity: int, intents: Sequence[OrderIntent]) -> tuple[str, ...]:
-    """Return entry, tp1 and the stop when they cover exactly the entry's quantity, else ()."""
-    riders = [
-        intent.key
-        for intent in intents
-        if intent.key in ("tp1", "sl1", "sl") and intent.quantity == entry_quantity
-    ]
-    return ("entry", *riders) if riders else ()
+def _bracketed_entries(
+    side: Side, quantity: int, exits: Sequence[tuple[OrderIntent, ...]]
+) -> tuple[list[OrderIntent], tuple[tuple[str, ...], ...]]:
+    """Return the entry orders with their exits, and the bracket groups that send each entry with its exits.
+
+    One group of exits: one entry of the whole quantity. Several (one per take-profit target): one entry per
+    group of that group's quantity, so every contract's own take-profit and stop are on the book the moment
+    it fills, and no stop is ever larger than the position left after a target fills.
+    """
+    action = _entry_action(side)
+    if not exits:
+        return [OrderIntent(OrderRole.ENTRY, action, OrderType.MARKET, quantity, key="entry")], ()
+    intents: list[OrderIntent] = []
+    brackets: list[tuple[str, ...]] = []
+    for number, group in enumerate(exits, start=1):
+        key = "entry" if len(exits) == 1 else f"entry{number}"
+        entry = OrderIntent(OrderRole.ENTRY, action, OrderType.MARKET, group[0].quantity, key=key)
+        intents += [entry, *group]
+        brackets.append((key, *(intent.key for intent in group)))
+    return intents, tuple(brackets)
 
 
 def _check(multiplier: int, reference: Decimal | int | str) -> Decimal:
@@ -444,11 +477,11 @@ def plan_open(
     settings: PlanSettings,
     multiplier: int = 1,
 ) -> OrderPlan:
-    """Plan a new position: market entry, take-profit/stop pairs from `entry_price`, average-down limit."""
+    """Plan a new position: market entry in brackets with take-profit/stop pairs from `entry_price`, then
+    the average-down limit."""
     reference = _check(multiplier, entry_price)
     quantity = _contracts(quantity, name="The entry quantity")
     notes: list[str] = []
-    entry = OrderIntent(OrderRole.ENTRY, _entry_action(side), OrderType.MARKET, quantity, key="entry")
     exits = _protection(
         side=side,
         quantity=quantity,
@@ -466,7 +499,8 @@ def plan_open(
         multiplier=multiplier,
         notes=notes,
     )
-    return OrderPlan((entry, *exits, *averages), _bracket(quantity, exits), False, tuple(notes))
+    entries, brackets = _bracketed_entries(side, quantity, exits)
+    return OrderPlan((*entries, *averages), brackets, False, tuple(notes))
 
 
 def plan_protection(
@@ -483,14 +517,16 @@ def plan_protection(
     reference = round_to_tick(_check(multiplier, average_price), contract.tick_size, "nearest")
     quantity = _contracts(quantity, name="The position's quantity")
     notes: list[str] = []
-    intents = _protection(
-        side=side,
-        quantity=quantity,
-        reference=reference,
-        contract=contract,
-        settings=settings,
-        multiplier=multiplier,
-        notes=notes,
+    intents = _flat(
+        _protection(
+            side=side,
+            quantity=quantity,
+            reference=reference,
+            contract=contract,
+            settings=settings,
+            multiplier=multiplier,
+            notes=notes,
+        )
     )
     if include_average_down:
         intents += _average_down(
@@ -612,7 +648,7 @@ def plan_reverse(
         multiplier=multiplier,
     )
     exit_order = OrderIntent(OrderRole.EXIT, _exit_action(side), OrderType.MARKET, abs(position), key="exit")
-    return OrderPlan((exit_order, *opened.intents), opened.bracket, True, opened.notes)
+    return OrderPlan((exit_order, *opened.intents), opened.brackets, True, opened.notes)
 
 
 def plan_for_decision(

@@ -257,14 +257,14 @@ def test_a_buy_alert_shows_in_the_signal_log_positions_and_the_live_dashboard_un
     expect(decision.locator(".badge").first).to_have_text("Orders sent")
     # Why it traded: the paper sub-account opens 2 contracts from flat.
     expect(decision.locator("li")).to_have_text(re.compile(r"Paper:\s+open 2 \(position \+0 → \+2\)"))
-    # A market entry, then per target a take-profit and its own stop: one cancels the other.
+    # Per target a bracket: a market entry of its share with its take-profit and its own stop.
     orders = decision.locator("tbody tr")
-    expect(orders).to_have_count(5)
-    expect(orders.nth(0)).to_contain_text(re.compile(r"Entry: Buy 2 market\s+market\s+Filled\s+2 @ 5000"))
-    expect(orders.nth(1)).to_contain_text(re.compile(r"Take profit: Sell 1 limit\s+5002\s+Working"))
-    expect(orders.nth(2)).to_contain_text(re.compile(r"Stop loss: Sell 1 stop\s+stop 4990\s+Working"))
-    expect(orders.nth(3)).to_contain_text(re.compile(r"Take profit: Sell 1 limit\s+5004\s+Working"))
-    expect(orders.nth(4)).to_contain_text(re.compile(r"Stop loss: Sell 1 stop\s+stop 4990\s+Working"))
+    expect(orders).to_have_count(6)
+    for row, price in enumerate([5002, 5004]):
+        entry, take_profit, stop = (orders.nth(3 * row + offset) for offset in range(3))
+        expect(entry).to_contain_text(re.compile(r"Entry: Buy 1 market\s+market\s+Filled\s+1 @ 5000"))
+        expect(take_profit).to_contain_text(re.compile(rf"Take profit: Sell 1 limit\s+{price}\s+Working"))
+        expect(stop).to_contain_text(re.compile(r"Stop loss: Sell 1 stop\s+stop 4990\s+Working"))
 
     # The paper position.
     page.goto("/positions/")
@@ -296,8 +296,15 @@ def test_a_buy_alert_shows_in_the_signal_log_positions_and_the_live_dashboard_un
     expect(live.locator(".card", has_text="Accounts' realized P&L today")).to_contain_text("$100.00")
     expect(live.locator(".card", has_text="Working orders").locator(".fs-3")).to_have_text("2")
     assert page.evaluate("window.notReloaded") is True  # the region was swapped in place, not the page
-    statuses = dict(Order.objects.filter(signal_id=signal_id).values_list("client_id", "status").order_by())
-    assert sorted(statuses.values()) == ["cancelled", "filled", "filled", "working", "working"]
+    statuses = dict(Order.objects.filter(signal_id=signal_id).values_list("plan_key", "status").order_by())
+    assert statuses == {
+        "entry1": "filled",
+        "tp1": "filled",
+        "sl1": "cancelled",
+        "entry2": "filled",
+        "tp2": "working",
+        "sl2": "working",
+    }
 
 
 # --- 3. a rejected alert ---------------------------------------------------------------------------------
@@ -373,7 +380,7 @@ def test_the_kill_switch_on_the_positions_page_blocks_the_next_alert_and_resumin
     expect(switch).to_contain_text(re.compile(r"All my trading:\s+running"))
     traded = post_alert(webhook, alert("buy", id="ES1!-Long-2")).json()["signal"]
     queue.run()
-    assert Order.objects.filter(signal_id=traded, role="entry", status="filled").count() == 1
+    assert Order.objects.filter(signal_id=traded, role="entry", status="filled").count() == 2  # 2 targets
     assert Order.objects.filter(signal_id=blocked).count() == 0
 
 

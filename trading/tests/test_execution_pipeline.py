@@ -106,8 +106,8 @@ def test_a_take_profit_fill_cancels_the_stop_and_books_the_profit(queue, recorde
     assert (position.quantity, position.realized_pnl) == (0, Decimal("100.00"))
 
 
-def test_take_profit_and_stop_pairs_outside_the_bracket_still_cancel_each_other(queue, owner):
-    """Two targets: each take-profit has its own stop of the same size; a filled one cancels its partner."""
+def test_two_targets_split_the_entry_into_two_brackets_whose_pairs_cancel_each_other(queue, owner):
+    """Two targets: each take-profit rides with its own entry and stop; a fill cancels its partner."""
     recorder = RecorderFactory(
         owner=owner,
         symbol="ES",
@@ -121,13 +121,17 @@ def test_take_profit_and_stop_pairs_outside_the_bracket_still_cancel_each_other(
     process(queue, signal)
     orders = {order.plan_key: order for order in orders_of(signal)}
     assert {key: order.quantity for key, order in orders.items()} == {
-        "entry": 2,
+        "entry1": 1,
         "tp1": 1,
         "sl1": 1,
+        "entry2": 1,
         "tp2": 1,
         "sl2": 1,
     }
-    assert all(order.bracket_entry_id is None for order in orders.values())  # no bracket covers 2 contracts
+    bracket_of = {key: order.bracket_entry_id for key, order in orders.items()}
+    assert bracket_of["tp1"] == bracket_of["sl1"] == orders["entry1"].pk
+    assert bracket_of["tp2"] == bracket_of["sl2"] == orders["entry2"].pk
+    assert paper_position(trader) == 2
 
     execution.price_record(owner=owner, symbol="ES", price=Decimal("5001"))  # first target
     statuses = {order.plan_key: order.status for order in orders_of(signal)}
@@ -136,9 +140,10 @@ def test_take_profit_and_stop_pairs_outside_the_bracket_still_cancel_each_other(
 
     statuses = {order.plan_key: order.status for order in orders_of(signal)}
     assert statuses == {
-        "entry": "filled",
+        "entry1": "filled",
         "tp1": "filled",
         "sl1": "cancelled",
+        "entry2": "filled",
         "tp2": "cancelled",
         "sl2": "filled",
     }

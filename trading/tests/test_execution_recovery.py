@@ -122,14 +122,16 @@ def test_an_entry_the_broker_never_took_fails_its_protection_and_sends_nothing_m
     [decision] = decisions_of(signal)
     decision.refresh_from_db()
     assert decision.status == Decision.Status.UNSETTLED
-    assert {o.plan_key: o.status for o in orders_of(signal)}["sl1"] == "pending"
+    statuses = {o.plan_key: o.status for o in orders_of(signal)}
+    assert (statuses["sl1"], statuses["entry2"], statuses["sl2"]) == ("unknown", "pending", "pending")
 
     with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
         execution.signals_sweep()
     queue.run()
 
     orders = {order.plan_key: order.status for order in orders_of(signal)}
-    assert orders == {"entry": "failed", "tp1": "failed", "sl1": "failed", "tp2": "failed", "sl2": "failed"}
+    assert set(orders) == {"entry1", "tp1", "sl1", "entry2", "tp2", "sl2"}
+    assert set(orders.values()) == {"failed"}
     decision.refresh_from_db()
     assert decision.status == Decision.Status.FAILED
     assert PaperOrder.objects.count() == 0
@@ -141,20 +143,23 @@ def test_protection_of_an_unknown_entry_is_not_sent_after_a_later_signal_was_act
 ):
     recorder = es_recorder(owner, initial_position_size=2, tp_targets=[{"value": 4, "trim": 1}, {"value": 8}])
     trader = make_trader(recorder)
-    faulty_broker.unknown(sent=True)  # no bracket: the take-profits and stops wait for the entry
+    faulty_broker.unknown(sent=True)  # the first bracket is placed; the second waits for it to be settled
     entry = stored_signal(recorder, price=Decimal("5000"))
     process(queue, entry)
-    close = stored_signal(recorder, action="close", price=Decimal("5001"), received_at=a_second())
+    # Short of the first target (5001), so the close, not the take-profit, flattens the position.
+    close = stored_signal(recorder, action="close", price=Decimal("5000.25"), received_at=a_second())
     process(queue, close)
     assert paper_position(trader) == 0
+    assert [order.via_liquidation for order in orders_of(close)] == [True]
 
     with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
         execution.signals_sweep()
     queue.run()
 
     orders = {order.plan_key: order.status for order in orders_of(entry)}
-    assert orders["entry"] == "filled"
-    assert orders["sl1"] == "failed"
+    assert orders["entry1"] == "filled"
+    assert orders["sl1"] == "cancelled"  # with the position it protected
+    assert (orders["entry2"], orders["tp2"], orders["sl2"]) == ("failed", "failed", "failed")
     assert paper_position(trader) == 0
     assert working_paper_orders(trader) == []
 

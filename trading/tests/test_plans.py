@@ -72,7 +72,7 @@ def test_an_open_with_one_target_and_a_stop_is_one_bracket() -> None:
         2,
     )
     assert take_profit.oco == stop.oco != ""
-    assert plan.bracket == ("entry", "tp1", "sl1")
+    assert plan.brackets == (("entry", "tp1", "sl1"),)
     assert plan.separate_intents == ()
     assert not plan.cancel_working_orders
 
@@ -93,8 +93,67 @@ def test_several_targets_get_one_stop_each_so_a_partial_fill_never_leaves_too_la
         ("sl3", 3, Decimal("4502.50"), OrderAction.BUY),
     ]
     assert {tp.oco for tp in plan.take_profits} == {sl.oco for sl in plan.stops}
-    # A bracket takes the entry's quantity, so partial exits go out on their own after the fill.
-    assert plan.bracket == ()
+    # A bracket's exits take its entry's quantity, so the entry is split: one bracket per target, each
+    # contract protected by its own pair the moment it fills.
+    assert [(entry.key, entry.action, entry.quantity) for entry in plan.entries] == [
+        ("entry1", OrderAction.SELL, 1),
+        ("entry2", OrderAction.SELL, 1),
+        ("entry3", OrderAction.SELL, 3),
+    ]
+    assert plan.brackets == (("entry1", "tp1", "sl1"), ("entry2", "tp2", "sl2"), ("entry3", "tp3", "sl3"))
+    assert [intent.key for intent in plan.intents] == [
+        "entry1",
+        "tp1",
+        "sl1",
+        "entry2",
+        "tp2",
+        "sl2",
+        "entry3",
+        "tp3",
+        "sl3",
+    ]
+    assert plan.separate_intents == ()
+
+
+def test_several_targets_without_a_stop_still_split_the_entry_into_brackets() -> None:
+    plan = plan_open(
+        side=Side.LONG,
+        quantity=3,
+        entry_price=Decimal(4500),
+        contract=ES,
+        settings=PlanSettings(tp_targets=[{"value": 4, "trim": 1}, {"value": 8}]),
+    )
+    assert plan.brackets == (("entry1", "tp1"), ("entry2", "tp2"))
+    assert [entry.quantity for entry in plan.entries] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        (("tp1", "sl1"),),  # no entry first
+        (("entry", "tp1", "tp2"),),  # two take-profits on one entry
+        (("entry",),),  # nothing rides on it
+        (("entry", "tp1"), ("entry", "sl1")),  # one key in two brackets
+    ],
+)
+def test_a_bracket_that_tradovate_could_not_carry_is_refused(groups: tuple) -> None:
+    intents = (
+        OrderIntent(OrderRole.ENTRY, OrderAction.BUY, OrderType.MARKET, 2, key="entry"),
+        OrderIntent(OrderRole.TAKE_PROFIT, OrderAction.SELL, OrderType.LIMIT, 2, Decimal(1), key="tp1"),
+        OrderIntent(OrderRole.TAKE_PROFIT, OrderAction.SELL, OrderType.LIMIT, 2, Decimal(2), key="tp2"),
+        OrderIntent(OrderRole.STOP_LOSS, OrderAction.SELL, OrderType.STOP, 2, None, Decimal(1), key="sl1"),
+    )
+    with pytest.raises(ValueError, match=r"[Bb]racket"):
+        OrderPlan(intents, groups)
+
+
+def test_a_bracket_exit_of_another_quantity_than_its_entry_is_refused() -> None:
+    intents = (
+        OrderIntent(OrderRole.ENTRY, OrderAction.BUY, OrderType.MARKET, 2, key="entry"),
+        OrderIntent(OrderRole.TAKE_PROFIT, OrderAction.SELL, OrderType.LIMIT, 1, Decimal(1), key="tp1"),
+    )
+    with pytest.raises(ValueError, match="entry's quantity"):
+        OrderPlan(intents, (("entry", "tp1"),))
 
 
 def test_targets_beyond_the_position_are_skipped() -> None:
@@ -145,7 +204,7 @@ def test_a_stop_in_every_unit_lands_below_a_long_entry(
         side=Side.LONG, quantity=2, entry_price=Decimal(4500), contract=ES, settings=plan_settings
     )
     assert [stop.stop_price for stop in plan.stops] == [stop_price]
-    assert plan.bracket == ("entry", "sl")
+    assert plan.brackets == (("entry", "sl"),)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +220,7 @@ def test_a_stop_that_is_off_or_zero_places_no_stop(plan_settings: PlanSettings) 
     )
     assert plan.stops == ()
     assert [intent.key for intent in plan.intents] == ["entry"]
-    assert plan.bracket == ()
+    assert plan.brackets == ()
 
 
 def test_a_dollar_stop_smaller_than_one_tick_is_placed_one_tick_away_and_says_so() -> None:
@@ -267,7 +326,7 @@ def test_a_reversal_exits_the_old_side_before_entering_the_new_one() -> None:
         "tp1": Decimal("4498.00"),
         "sl1": Decimal("4502.00"),
     }
-    assert plan.bracket == ("entry", "tp1", "sl1")
+    assert plan.brackets == (("entry", "tp1", "sl1"),)
     assert plan.cancel_working_orders
 
 
@@ -301,7 +360,7 @@ def test_an_add_replaces_the_exits_for_the_whole_position_from_the_expected_aver
     assert plan.by_key("entry").quantity == 1
     assert plan.by_key("tp1").quantity == plan.by_key("sl1").quantity == 3
     assert plan.cancel_working_orders
-    assert plan.bracket == ()
+    assert plan.brackets == ()
 
 
 def test_a_reduction_exits_part_and_protects_what_remains() -> None:
@@ -371,7 +430,7 @@ def test_plans_follow_risk_decisions() -> None:
             settings=plan_settings,
         )
 
-    assert plan_for("buy", 0).bracket == ("entry", "tp1", "sl1")
+    assert plan_for("buy", 0).brackets == (("entry", "tp1", "sl1"),)
     assert [i.role for i in plan_for("sell", 2).intents[:2]] == [OrderRole.EXIT, OrderRole.ENTRY]
     assert plan_for("close", 2) == plan_close(position=2)
     assert plan_for("close", 0) == OrderPlan()  # refused: nothing to close
@@ -520,10 +579,16 @@ def assert_plan_is_safe(
             assert pair.quantity == take_profit.quantity
     else:
         assert plan.stops == ()
-    entry = plan.entry
-    for key in plan.bracket[1:]:
-        assert entry is not None
-        assert plan.by_key(key).quantity == entry.quantity
+    for group in plan.brackets:
+        entry = plan.by_key(group[0])
+        assert entry.role is OrderRole.ENTRY
+        assert all(plan.by_key(key).quantity == entry.quantity for key in group[1:])
+    # What rides with an entry is everything planned to protect it: nothing waits to go out after the fill.
+    if plan.entries:
+        assert not {intent.role for intent in plan.separate_intents} & {
+            OrderRole.TAKE_PROFIT,
+            OrderRole.STOP_LOSS,
+        }
 
 
 @settings(max_examples=250, deadline=None)
@@ -551,8 +616,8 @@ def test_an_open_plan_is_on_the_grid_with_exits_on_the_right_sides_and_trims_sum
         settings=config,
         multiplier=multiplier,
     )
-    assert plan.entry is not None
-    assert (plan.entry.quantity, plan.entry.order_type) == (quantity, OrderType.MARKET)
+    assert sum(entry.quantity for entry in plan.entries) == quantity
+    assert {entry.order_type for entry in plan.entries} == {OrderType.MARKET}
     assert_plan_is_safe(plan, side, quantity, entry_price, contract, config)
 
 

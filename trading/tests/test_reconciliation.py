@@ -24,6 +24,7 @@ from trading.tests.test_tradovate_pipeline import (
     CANCEL,
     LIQUIDATE,
     OCO,
+    OSO,
     PLACE,
     order_changes,
     orders,
@@ -49,7 +50,7 @@ def alert(client, queue, django_capture_on_commit_callbacks):
 
 @pytest.fixture
 def two_targets(owner):
-    """An ES recorder trading 2 contracts with two take-profit/stop pairs, sent as separate placeorders."""
+    """An ES recorder trading 2 contracts with two take-profit/stop pairs: two brackets of one contract."""
     return RecorderFactory(
         owner=owner,
         symbol="ES",
@@ -134,38 +135,36 @@ def test_a_take_profit_cancelled_at_the_broker_is_placed_again_once_as_an_oco_pa
     assert sorted(order["orderType"] for order in working_at_broker(fake)) == ["Limit", "Stop"]
 
 
-def test_a_pair_whose_request_never_arrived_is_settled_as_not_placed_then_placed_again(
+def test_a_bracket_whose_request_never_arrived_is_settled_as_not_placed_and_never_sent_again(
     fake, account, two_targets, alert
 ):
     trade_on(two_targets, account)
-    fake.drop_next(OCO, process=False, skip=1)  # the first pair arrives; the second is lost unread
+    fake.drop_next(OSO, process=False, skip=1)  # the first bracket arrives; the second is lost unread
 
     alert(two_targets)
 
     placed = orders(broker_account=account)
-    assert (placed["tp2"].status, placed["sl2"].status) == ("unknown", "unknown")
-    lost_ids = {placed["tp2"].client_id, placed["sl2"].client_id}
-    assert len(fake.bodies(OCO)) == 2
+    lost = ("entry2", "tp2", "sl2")
+    assert {placed[key].status for key in lost} == {"unknown"}
+    lost_ids = {placed[key].client_id for key in lost}
+    assert len(fake.bodies(OSO)) == 2
 
     report = reconcile(account, now=timezone.now() + LATER)
 
-    assert {Order.objects.get(pk=placed[key].pk).status for key in ("tp2", "sl2")} == {"failed"}
+    assert {Order.objects.get(pk=placed[key].pk).status for key in lost} == {"failed"}
     settles = [step for step in report.steps if step.kind == "settle"]
-    assert len(settles) == 2
+    assert len(settles) == 3
     assert all("never placed and is not sent again" in step.reason for step in settles)
-    # The whole protection is replaced from the position's average: old pair cancelled, two new OCO pairs.
-    new_pairs = fake.bodies(OCO)[2:]
-    assert [(body["price"], body["orderQty"], body["other"]["stopPrice"]) for body in new_pairs] == [
-        (5001, 1, 4998),
-        (5002, 1, 4998),
-    ]
     assert all(fake.orders_with_client_id(client_id) == [] for client_id in lost_ids)  # never sent again
+    # One contract was bought, with its own bracket: it is whole, so nothing is placed to protect it.
+    assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 1
     assert sorted((order["orderType"], order["orderQty"]) for order in working_at_broker(fake)) == [
         ("Limit", 1),
-        ("Limit", 1),
-        ("Stop", 1),
         ("Stop", 1),
     ]
+    assert "place_protection" not in {step.kind for step in report.steps}
+    assert len(fake.bodies(OSO)) == 2
+    assert fake.bodies(OCO) == fake.bodies(PLACE) == []
 
 
 def test_protection_that_no_longer_fits_the_position_is_cancelled_first_then_replaced_whole(

@@ -281,9 +281,10 @@ def test_an_entry_whose_outcome_was_unknown_but_filled_still_gets_its_protection
         execution.signals_sweep()
     queue.run()
 
-    assert Order.objects.get(plan_key="entry").status == "filled"
+    # The first bracket (entry1 with tp1 and sl1) reached the broker; the second waited until it was settled.
+    assert Order.objects.get(plan_key="entry1").status == "filled"
+    assert Order.objects.get(plan_key="entry2").status == "filled"
     assert paper_position(trader) == 2
-    # Today: tp1, sl1, tp2 and sl2 are "Not sent" and the two contracts have no stop at all.
     assert working_stop_contracts(trader) == 2
 
 

@@ -215,13 +215,13 @@ def test_reconciliation_then_records_the_fill_and_the_position_of_the_bracket(
     assert order_changes(fake) == [(OSO, fake.bodies(OSO)[0])]  # protection was complete: nothing placed
 
 
-def test_further_targets_and_trailing_stops_go_out_as_automated_oco_pairs_after_the_entry(
+def test_two_targets_with_a_trailing_stop_go_out_as_two_placeoso_brackets_one_per_target(
     client, queue, django_capture_on_commit_callbacks, fake, account, owner
 ):
     recorder = RecorderFactory(
         owner=owner,
         symbol="ES",
-        initial_position_size=2,
+        initial_position_size=3,
         tp_targets=[{"value": 4, "trim": 1}, {"value": 8, "trim": None}],
         sl_enabled=True,
         sl_amount=Decimal(8),
@@ -233,11 +233,74 @@ def test_further_targets_and_trailing_stops_go_out_as_automated_oco_pairs_after_
 
     placed = orders(broker_account=account)
 
+    def bracket(entry: str, quantity: int, take_profit: str, price: int, stop: str) -> dict:
+        return {
+            "accountSpec": DEMO_ACCOUNT_NAME,
+            "accountId": DEMO_ACCOUNT_ID,
+            "clOrdId": placed[entry].client_id,
+            "action": "Buy",
+            "symbol": "ESZ6",
+            "orderQty": quantity,
+            "orderType": "Market",
+            "timeInForce": "Day",
+            "isAutomated": True,
+            "bracket1": {
+                "action": "Sell",
+                "orderType": "Limit",
+                "price": price,
+                "timeInForce": "GTC",
+                "clOrdId": placed[take_profit].client_id,
+            },
+            "bracket2": {
+                "action": "Sell",
+                "orderType": "TrailingStop",
+                "stopPrice": 4998,
+                "pegDifference": 2,
+                "timeInForce": "GTC",
+                "clOrdId": placed[stop].client_id,
+            },
+        }
+
+    # A bracket's exits take its entry's quantity, so each target rides on its own share of the entry:
+    # every contract has its take-profit and its trailing stop on the book the moment it fills, and a
+    # filled target leaves no stop larger than what is still held.
+    assert fake.bodies(OSO) == [
+        bracket("entry1", 1, "tp1", 5001, "sl1"),
+        bracket("entry2", 2, "tp2", 5002, "sl2"),
+    ]
+    assert order_changes(fake) == [(OSO, body) for body in fake.bodies(OSO)]
+    assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 3
+    assert {order.status for order in placed.values()} == {"working"}
+
+
+def test_the_protection_of_an_added_contract_replaces_the_old_as_automated_oco_pairs(
+    client, queue, django_capture_on_commit_callbacks, fake, account, owner
+):
+    recorder = RecorderFactory(
+        owner=owner,
+        symbol="ES",
+        tp_targets=[{"value": 4, "trim": 1}, {"value": 8, "trim": None}],
+        sl_enabled=True,
+        sl_amount=Decimal(8),
+    )
+    trade_on(recorder, account)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    first = orders(broker_account=account)
+    before = len(order_changes(fake))
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)  # a second buy adds one
+
+    added = {
+        key: order
+        for key, order in orders(broker_account=account).items()
+        if order.decision_id != first["entry"].decision_id
+    }
+
     def body(key: str, action: str, quantity: int, **fields) -> dict:
         return {
             "accountSpec": DEMO_ACCOUNT_NAME,
             "accountId": DEMO_ACCOUNT_ID,
-            "clOrdId": placed[key].client_id,
+            "clOrdId": added[key].client_id,
             "action": action,
             "symbol": "ESZ6",
             "orderQty": quantity,
@@ -245,30 +308,45 @@ def test_further_targets_and_trailing_stops_go_out_as_automated_oco_pairs_after_
             "isAutomated": True,
         }
 
-    def trailing_stop(key: str) -> dict:
-        return {
-            "action": "Sell",
-            "orderType": "TrailingStop",
-            "stopPrice": 4998,
-            "pegDifference": 2,
-            "timeInForce": "GTC",
-            "clOrdId": placed[key].client_id,
-        }
-
-    assert fake.bodies(PLACE) == [body("entry", "Buy", 2, orderType="Market", timeInForce="Day")]
-    # Each further take-profit goes out with its trailing stop as one OCO pair: Tradovate cancels one when
-    # the other fills.
-    assert fake.bodies(OCO) == [
-        {
-            **body("tp1", "Sell", 1, orderType="Limit", price=5001, timeInForce="GTC"),
-            "other": trailing_stop("sl1"),
-        },
-        {
-            **body("tp2", "Sell", 1, orderType="Limit", price=5002, timeInForce="GTC"),
-            "other": trailing_stop("sl2"),
-        },
+    # The old exits are cancelled first, then the add goes to market, then one OCO pair per target for
+    # the whole position from the expected average.
+    changes = order_changes(fake)[before:]
+    assert sorted(changes[:2], key=lambda change: change[1]["orderId"]) == sorted(
+        [
+            (CANCEL, {"orderId": int(first["tp1"].broker_order_id), "isAutomated": True}),
+            (CANCEL, {"orderId": int(first["sl1"].broker_order_id), "isAutomated": True}),
+        ],
+        key=lambda change: change[1]["orderId"],
+    )
+    assert changes[2:] == [
+        (PLACE, body("entry", "Buy", 1, orderType="Market", timeInForce="Day")),
+        (
+            OCO,
+            {
+                **body("tp1", "Sell", 1, orderType="Limit", price=5001, timeInForce="GTC"),
+                "other": {
+                    "action": "Sell",
+                    "orderType": "Stop",
+                    "stopPrice": 4998,
+                    "timeInForce": "GTC",
+                    "clOrdId": added["sl1"].client_id,
+                },
+            },
+        ),
+        (
+            OCO,
+            {
+                **body("tp2", "Sell", 1, orderType="Limit", price=5002, timeInForce="GTC"),
+                "other": {
+                    "action": "Sell",
+                    "orderType": "Stop",
+                    "stopPrice": 4998,
+                    "timeInForce": "GTC",
+                    "clOrdId": added["sl2"].client_id,
+                },
+            },
+        ),
     ]
-    assert fake.bodies(OSO) == []
     assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 2
 
 
