@@ -6,10 +6,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
+from django.db.models import Q
 from django.utils import timezone
 
 from trading.brokers.base import Broker, BrokerNeedsAttention
@@ -26,13 +26,14 @@ from trading.models import BrokerAccount
 
 RENEWAL_LOCK_SECONDS = 60
 RENEWAL_LOCK_WAIT_SECONDS = 30.0
+RENEWAL_LOCK_POLL_SECONDS = 0.1
 
 
 class AccountTokenStore:
     """A Tradovate token store on the BrokerAccount row (encrypted), shared by every worker and process.
 
-    The renewal lock lives in the cache (Redis when REDIS_URL is set), never in a database transaction: a
-    login can take seconds and must not hold a database lock while it waits on Tradovate.
+    The renewal lock is a lease on the same row (`token_renewal_until`), taken by a conditional UPDATE and
+    never held in a database transaction: a login can take seconds and must not keep a row locked meanwhile.
     """
 
     def __init__(self, account_id: int) -> None:
@@ -84,18 +85,33 @@ class AccountTokenStore:
 
     @contextmanager
     def renewal_lock(self) -> Iterator[None]:
-        """Held while one worker renews or logs in; the others wait, then find its token."""
-        key = f"tradovate-renewal:{self.account_id}"
+        """Held while one worker renews or logs in; the others wait, then find its token.
+
+        One conditional UPDATE of the account row takes it, on any database and across machines, without a
+        transaction left open while Tradovate answers. A lock left by a dead worker lapses by itself.
+        """
         deadline = time.monotonic() + RENEWAL_LOCK_WAIT_SECONDS
-        acquired = cache.add(key, "1", RENEWAL_LOCK_SECONDS)
-        while not acquired and time.monotonic() < deadline:
-            time.sleep(0.2)
-            acquired = cache.add(key, "1", RENEWAL_LOCK_SECONDS)
+        held_until = self._take_renewal_lock()
+        while held_until is None and time.monotonic() < deadline:
+            time.sleep(RENEWAL_LOCK_POLL_SECONDS)
+            held_until = self._take_renewal_lock()
         try:
             yield
         finally:
-            if acquired:
-                cache.delete(key)
+            if held_until is not None:
+                BrokerAccount.objects.filter(pk=self.account_id, token_renewal_until=held_until).update(
+                    token_renewal_until=None
+                )
+
+    def _take_renewal_lock(self) -> datetime | None:
+        now = timezone.now()
+        held_until = now + timedelta(seconds=RENEWAL_LOCK_SECONDS)
+        taken = (
+            BrokerAccount.objects.filter(pk=self.account_id)
+            .filter(Q(token_renewal_until__isnull=True) | Q(token_renewal_until__lt=now))
+            .update(token_renewal_until=held_until)
+        )
+        return held_until if taken else None
 
 
 class ReadOnlyAccountTokenStore(AccountTokenStore):

@@ -60,6 +60,12 @@ class BrokerAccount(models.Model):
     oauth_token_expires_at = models.DateTimeField(null=True, blank=True)
     oauth_refresh_token = EncryptedTextField(blank=True)
     broker_user_id = models.BigIntegerField(null=True, blank=True, help_text="Tradovate's id of the login.")
+    token_renewal_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Held by the worker renewing the token or logging in, until then at most.",
+    )
     device_id = models.CharField(max_length=64, default=new_device_id, editable=False)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.CharField(
@@ -134,7 +140,10 @@ class BrokerSubAccount(models.Model):
         "broker's account id", max_length=64, help_text="Tradovate's accountId; orders are sent to it."
     )
     name = models.CharField(max_length=100, help_text="Tradovate's account name (accountSpec).")
-    active = models.BooleanField(default=True, help_text="Off when the broker stopped listing the account.")
+    active = models.BooleanField(
+        default=True,
+        help_text="Traded: listed by the broker and chosen by the owner (off when either stops).",
+    )
     synced_at = models.DateTimeField(auto_now=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -8,6 +8,7 @@ reconciliation and connection tests.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,9 +16,11 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.db import connection
 from django.utils import timezone
 
 from trading import reconciliation, services
+from trading.brokers import registry
 from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, Decision, Order, Position, ReconcileAction
 from trading.tests.execution_support import *  # noqa: F403  fixtures
@@ -424,6 +427,56 @@ def test_many_orders_on_one_account_cost_one_authentication_across_workers(
     stored = BrokerAccount.objects.get(pk=account.pk)
     assert stored.access_token_source == "password"
     assert stored.access_token_expires_at > timezone.now() + timedelta(minutes=70)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_on_their_own_database_connections_log_in_once_between_them(fake, account):
+    # A slow login: the other workers must wait for its token rather than start logins of their own.
+    fake.slow_next(LOGIN, seconds=0.5)
+    workers = 8
+    start = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            start.wait()
+            broker = registry.broker_for_account(BrokerAccount.objects.get(pk=account.pk))
+            broker.list_orders(ACCOUNT_ID)
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(fake.requests_to(LOGIN)) == 1
+    assert fake.requests_to(RENEW) == []
+    assert len(fake.requests_to("/order/list")) == workers
+    stored = BrokerAccount.objects.get(pk=account.pk)
+    assert stored.access_token_expires_at > timezone.now()
+    assert stored.token_renewal_until is None  # the lease was given back
+
+
+def test_a_renewal_lease_lapses_when_its_worker_died_and_is_never_freed_by_another(account, monkeypatch):
+    store = registry.AccountTokenStore(account.pk)
+    dead_workers_lease = timezone.now() - timedelta(seconds=1)
+    BrokerAccount.objects.filter(pk=account.pk).update(token_renewal_until=dead_workers_lease)
+
+    with store.renewal_lock():
+        held = BrokerAccount.objects.get(pk=account.pk).token_renewal_until
+        assert held > timezone.now()
+        # A worker that gives up waiting goes on without the lease and leaves the holder's alone.
+        monkeypatch.setattr(registry, "RENEWAL_LOCK_WAIT_SECONDS", 0)
+        with registry.AccountTokenStore(account.pk).renewal_lock():
+            pass
+        assert BrokerAccount.objects.get(pk=account.pk).token_renewal_until == held
+
+    assert BrokerAccount.objects.get(pk=account.pk).token_renewal_until is None
 
 
 def test_a_token_close_to_expiry_is_renewed_before_the_order_not_replaced_by_a_login(
