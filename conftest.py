@@ -19,6 +19,46 @@ def _plain_static_storage(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _contract_table(request):
+    """Put back the contract rows of the data migration when a transactional test flushed them.
+
+    Tests with `transaction=True` (live servers, workers) end by emptying every table, migration data too.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None:
+        return
+    transactional = marker.kwargs.get("transaction", False) or (marker.args and marker.args[0])
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from trading.models import ContractSpec
+    from trading.symbols import CONTRACTS
+
+    if ContractSpec.objects.count() < len(CONTRACTS):
+        ContractSpec.objects.bulk_create(
+            [
+                ContractSpec(
+                    root=c.root,
+                    name=c.name,
+                    exchange=c.exchange,
+                    tick_size=c.tick_size,
+                    tick_value=c.tick_value,
+                    point_value=c.point_value,
+                    months=c.months,
+                )
+                for c in CONTRACTS.values()
+            ],
+            ignore_conflicts=True,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_recorder_lookups() -> None:
+    """Each test starts without the webhook's cached recorders (one test's rows are not the next one's)."""
+    from webhooks.services import recorder_cache_clear  # needs Django set up, which fixtures have
+
+    recorder_cache_clear()
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator:
     """A headless Debian Chromium driven by Playwright, shared by the session's browser tests."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -54,17 +55,43 @@ def storable_address(address: str) -> str | None:
         return None
 
 
+# A burst of alerts for one strategy looks its recorder up once a second per process, not once per alert.
+# What may be stale for that second is checked again where it matters: the worker re-reads the recorder
+# (switched off: nothing is traded), and a recorder deleted meanwhile fails the insert (see forget_recorder).
+RECORDER_CACHE_SECONDS = 1.0
+RECORDER_CACHE_SIZE = 1024
+_recorders: dict[str, tuple[float, Recorder]] = {}
+
+
 def recorder_for_token(token: str) -> Recorder | None:
-    """The recorder a webhook token belongs to, with only what the webhook needs; one indexed query."""
+    """The recorder a webhook token belongs to, with only what the webhook needs; at most one query."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     digest = webhook_token_digest(token)
+    now = time.monotonic()
+    cached = _recorders.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     rows: Sequence[Recorder] = list(
         Recorder.objects.only(*RECORDER_FIELDS).filter(webhook_token_hash=digest).order_by()[:1]
     )
     if not rows or not hmac.compare_digest(rows[0].webhook_token_hash, digest):
+        _recorders.pop(digest, None)
         return None
+    if len(_recorders) >= RECORDER_CACHE_SIZE:
+        _recorders.clear()
+    _recorders[digest] = (now + RECORDER_CACHE_SECONDS, rows[0])
     return rows[0]
+
+
+def forget_recorder(token: str) -> None:
+    """Drop the cached recorder of a token, so the next lookup reads the database."""
+    _recorders.pop(webhook_token_digest(token), None)
+
+
+def recorder_cache_clear() -> None:
+    """Drop every cached recorder of this process."""
+    _recorders.clear()
 
 
 def incoming_alert(

@@ -1,15 +1,16 @@
 """POST /webhook/<token>: TradingView's alerts, stored and answered at once (shared/specs/webhook.md).
 
-The hot path: no session, no user, no CSRF; one indexed query finds the recorder, one short transaction stores
-the signal, and the work is queued after commit. The token is a secret: it never reaches a log line (Django's
-request log prints the path, so every answer here is marked as already logged), only the recorder id does.
+The hot path: no session, no user, no CSRF; one indexed query finds the recorder (cached for a second), one
+INSERT stores the signal, and the work is queued once it is committed. The token is a secret: it never reaches
+a log line (Django's request log prints the path, so every answer here is marked as already logged), only the
+recorder id does.
 """
 
 from __future__ import annotations
 
 import logging
 
-from django.db import DatabaseError
+from django.db import DatabaseError, IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -113,6 +114,12 @@ def _webhook(request: HttpRequest, token: str) -> JsonResponse:
     )
     try:
         result = signal_accept(recorder=recorder, alert=alert)
+    except IntegrityError:
+        # Not a duplicate, so the recorder was deleted after this process cached it.
+        services.forget_recorder(token)
+        if services.recorder_for_token(token) is None:
+            return _answer({"error": "unknown webhook"}, 404)
+        raise
     except DatabaseError:
         logger.warning("Webhook for recorder %s could not store the alert", recorder.pk, exc_info=True)
         return _answer(

@@ -4,39 +4,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from trading.symbols import CONTRACTS
 from trading.tests.factories import UserFactory
-
-
-@pytest.fixture(autouse=True)
-def _contract_table(request):
-    """Put back the contract rows of the data migration when a transactional test flushed them.
-
-    Tests with `transaction=True` (live servers, workers) end by emptying every table, migration data too.
-    """
-    marker = request.node.get_closest_marker("django_db")
-    if marker is None:
-        return
-    transactional = marker.kwargs.get("transaction", False) or (marker.args and marker.args[0])
-    request.getfixturevalue("transactional_db" if transactional else "db")
-    from trading.models import ContractSpec
-
-    if ContractSpec.objects.count() < len(CONTRACTS):
-        ContractSpec.objects.bulk_create(
-            [
-                ContractSpec(
-                    root=c.root,
-                    name=c.name,
-                    exchange=c.exchange,
-                    tick_size=c.tick_size,
-                    tick_value=c.tick_value,
-                    point_value=c.point_value,
-                    months=c.months,
-                )
-                for c in CONTRACTS.values()
-            ],
-            ignore_conflicts=True,
-        )
 
 
 @pytest.fixture

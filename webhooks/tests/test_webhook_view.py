@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import BytesIO
@@ -15,9 +16,10 @@ from django.db import OperationalError
 from django.test import Client, RequestFactory
 
 from trading import execution
-from trading.models import Signal
+from trading import services as trading_services
+from trading.models import Decision, Recorder, Signal
 from trading.tests.factories import RecorderFactory
-from webhooks import views
+from webhooks import services, views
 
 ALERTS = Path(__file__).parent / "alerts"
 MAX = 64 * 1024
@@ -157,15 +159,77 @@ SAVEPOINT_PAIR = 2
 
 
 def test_the_hot_path_costs_a_bounded_number_of_queries(post, django_assert_max_num_queries):
-    post(b'{"action": "buy", "price": 1}')  # warms the cached contract table
-    # Find the recorder, look for an identical body just before, insert.
-    with django_assert_max_num_queries(3 + SAVEPOINT_PAIR):
+    post(b'{"action": "buy", "price": 1}')  # warms the cached contract table and recorder
+    # Look for an identical body just before, insert.
+    with django_assert_max_num_queries(2 + SAVEPOINT_PAIR):
         response = post(b'{"action": "sell", "price": 2}')
     assert response.status_code == 200
-    # With an alert id the unique constraint alone decides: find the recorder, insert.
-    with django_assert_max_num_queries(2 + SAVEPOINT_PAIR):
+    # With an alert id the unique constraint alone decides: insert.
+    with django_assert_max_num_queries(1 + SAVEPOINT_PAIR):
         response = post(b'{"action": "sell", "price": 3, "id": "unique-1"}')
     assert response.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_any_transaction_an_alert_is_one_insert_and_a_copy_is_still_a_duplicate(
+    client, queue, django_assert_num_queries
+):
+    recorder = RecorderFactory(symbol="ES")
+    url = f"/webhook/{recorder.webhook_token}"
+    client.post(url, data=b'{"action": "buy", "id": "warm-up"}', content_type="application/json")
+
+    with django_assert_num_queries(1):  # no BEGIN, no COMMIT: the INSERT commits itself
+        first = client.post(url, data=b'{"action": "buy", "id": "A-1"}', content_type="application/json")
+    again = client.post(url, data=b'{"action": "sell", "id": "A-1"}', content_type="application/json")
+
+    assert answer(first)["status"] == "accepted"
+    assert answer(again) == {"status": "duplicate", "signal": answer(first)["signal"]}
+    assert Signal.objects.filter(alert_id="A-1").count() == 1
+    assert queue.messages[-1] == ("signal_process", answer(first)["signal"])
+    assert len(queue.messages) == 2  # the warm-up and the first: the duplicate queues nothing
+
+
+# --- the recorder lookup, cached for a second ---------------------------------------------------------------
+
+
+def test_a_recorder_switched_off_within_the_cached_second_still_trades_nothing(post, recorder, queue):
+    post(b'{"action": "buy", "id": "before"}')
+    Recorder.objects.filter(pk=recorder.pk).update(enabled=False)
+
+    response = post(b'{"action": "buy", "id": "after"}')
+
+    assert answer(response)["status"] == "accepted"  # the cached recorder was still on
+    queue.run()
+    signal = Signal.objects.get(alert_id="after")
+    assert signal.status == Signal.Status.IGNORED
+    assert "switched off before the signal was processed" in signal.reason
+    assert not Decision.objects.filter(signal=signal).exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the foreign key is checked when the INSERT commits
+def test_a_recorder_deleted_while_cached_is_an_unknown_webhook_and_nothing_is_stored(client, queue):
+    recorder = RecorderFactory(symbol="ES")
+    assert services.recorder_for_token(recorder.webhook_token) is not None  # cached
+    Recorder.objects.filter(pk=recorder.pk).delete()
+
+    response = client.post(
+        f"/webhook/{recorder.webhook_token}", data=b'{"action": "buy"}', content_type="application/json"
+    )
+
+    assert response.status_code == 404
+    assert answer(response) == {"error": "unknown webhook"}
+    assert not Signal.objects.exists()
+
+
+def test_a_replaced_token_stops_working_once_the_cached_moment_is_over(post, recorder, monkeypatch):
+    monkeypatch.setattr(services, "RECORDER_CACHE_SECONDS", 0.05)
+    old_token = recorder.webhook_token
+    assert post(b'{"action": "buy", "id": "1"}').status_code == 200
+    new_token = trading_services.recorder_regenerate_webhook_token(recorder=recorder)
+    time.sleep(0.06)
+
+    assert post(b'{"action": "buy", "id": "2"}', token=old_token).status_code == 404
+    assert post(b'{"action": "buy", "id": "3"}', token=new_token).status_code == 200
 
 
 # --- 200: duplicates ----------------------------------------------------------------------------------------
