@@ -246,7 +246,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"trading.tasks.*": {"queue": "orders"}}
+# Reconciliation waits on slow or penalised brokers for minutes at worst: its own queue (and worker) keeps
+# those waits from holding up signals and orders.
+CELERY_TASK_ROUTES = {
+    "trading.tasks.reconcile_all": {"queue": "reconcile"},
+    "trading.tasks.reconcile_account": {"queue": "reconcile"},
+    "trading.tasks.*": {"queue": "orders"},
+}
 
 # Product settings (shared/specs/interfaces.md).
 REGISTRATION_OPEN = env.bool("REGISTRATION_OPEN", default=False)

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -44,6 +43,7 @@ from trading.brokers.base import (
 )
 from trading.brokers.base import OrderStatus as BrokerOrderStatus
 from trading.brokers.registry import broker_for_account
+from trading.leases import account_lease_release, account_lease_take
 from trading.models import (
     BrokerAccount,
     Decision,
@@ -320,7 +320,7 @@ def account_reconcile(
 ) -> ReconcileReport:
     """Reconcile one broker account with its broker (see the module's docstring); never raises for the broker.
 
-    One reconciliation of an account runs at a time (a cache lock); a second one returns at once with a note.
+    One reconciliation of an account runs at a time (a lease on its row); a second one just says so.
     """
     now = now or timezone.now()
     account = BrokerAccount.objects.select_related("owner").filter(pk=account_id).first()
@@ -331,14 +331,14 @@ def account_reconcile(
     log = _Log(account, trigger=trigger, dry_run=dry_run, started_at=now)
     if dry_run:
         return _reconcile(log, account, broker, now)
-    key = f"reconcile-lock:{account.pk}"
-    if not cache.add(key, "1", LOCK_SECONDS):
+    held_until = account_lease_take(account.pk, "reconcile_until", LOCK_SECONDS)
+    if held_until is None:
         log.note("Another reconciliation of this account is running: this one was skipped.")
         return log.finish()
     try:
         return _reconcile(log, account, broker, now)
     finally:
-        cache.delete(key)
+        account_lease_release(account.pk, "reconcile_until", held_until)
 
 
 def _reconcile(log: _Log, account: BrokerAccount, broker: Broker | None, now: datetime) -> ReconcileReport:

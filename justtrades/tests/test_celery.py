@@ -11,3 +11,22 @@ def test_tasks_are_acknowledged_late_and_redelivered_when_a_worker_is_lost():
     assert app.conf.task_acks_late is True
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
+
+
+def test_every_account_is_reconciled_each_minute():
+    [entry] = [
+        entry for entry in app.conf.beat_schedule.values() if entry["task"] == "trading.tasks.reconcile_all"
+    ]
+    assert entry["schedule"] == 60.0
+
+
+def test_reconciliation_has_its_own_queue_so_a_slow_broker_never_delays_signals():
+    app.loader.import_default_modules()
+    queue_of = {
+        name: app.amqp.router.route({}, name)["queue"].name for name in app.tasks if "trading." in name
+    }
+
+    assert queue_of["trading.tasks.reconcile_all"] == "reconcile"
+    assert queue_of["trading.tasks.reconcile_account"] == "reconcile"
+    assert queue_of["trading.tasks.signal_process"] == "orders"
+    assert queue_of["trading.tasks.trader_signal_execute"] == "orders"

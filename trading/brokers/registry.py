@@ -6,10 +6,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from trading.brokers.base import Broker, BrokerNeedsAttention
@@ -22,11 +21,13 @@ from trading.brokers.tradovate import (
     TradovateCredentials,
     TradovateToken,
 )
+from trading.leases import account_lease_release, account_lease_take
 from trading.models import BrokerAccount
 
 RENEWAL_LOCK_SECONDS = 60
 RENEWAL_LOCK_WAIT_SECONDS = 30.0
 RENEWAL_LOCK_POLL_SECONDS = 0.1
+LEASE_FIELD = "token_renewal_until"
 
 
 class AccountTokenStore:
@@ -87,31 +88,18 @@ class AccountTokenStore:
     def renewal_lock(self) -> Iterator[None]:
         """Held while one worker renews or logs in; the others wait, then find its token.
 
-        One conditional UPDATE of the account row takes it, on any database and across machines, without a
-        transaction left open while Tradovate answers. A lock left by a dead worker lapses by itself.
+        A lease on the account row (trading.leases): one holder across processes, machines and databases.
         """
         deadline = time.monotonic() + RENEWAL_LOCK_WAIT_SECONDS
-        held_until = self._take_renewal_lock()
+        held_until = account_lease_take(self.account_id, LEASE_FIELD, RENEWAL_LOCK_SECONDS)
         while held_until is None and time.monotonic() < deadline:
             time.sleep(RENEWAL_LOCK_POLL_SECONDS)
-            held_until = self._take_renewal_lock()
+            held_until = account_lease_take(self.account_id, LEASE_FIELD, RENEWAL_LOCK_SECONDS)
         try:
             yield
         finally:
             if held_until is not None:
-                BrokerAccount.objects.filter(pk=self.account_id, token_renewal_until=held_until).update(
-                    token_renewal_until=None
-                )
-
-    def _take_renewal_lock(self) -> datetime | None:
-        now = timezone.now()
-        held_until = now + timedelta(seconds=RENEWAL_LOCK_SECONDS)
-        taken = (
-            BrokerAccount.objects.filter(pk=self.account_id)
-            .filter(Q(token_renewal_until__isnull=True) | Q(token_renewal_until__lt=now))
-            .update(token_renewal_until=held_until)
-        )
-        return held_until if taken else None
+                account_lease_release(self.account_id, LEASE_FIELD, held_until)
 
 
 class ReadOnlyAccountTokenStore(AccountTokenStore):

@@ -66,6 +66,12 @@ class BrokerAccount(models.Model):
         editable=False,
         help_text="Held by the worker renewing the token or logging in, until then at most.",
     )
+    reconcile_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Held by the reconciliation running, until then at most.",
+    )
     device_id = models.CharField(max_length=64, default=new_device_id, editable=False)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.CharField(

@@ -9,7 +9,6 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -556,7 +555,8 @@ def test_only_accounts_in_use_are_reconciled_and_each_in_its_own_task(account, r
 
 def test_a_second_reconciliation_of_the_same_account_waits_its_turn(fake, account, recorder):
     trade_on(recorder, account)
-    cache.add(f"reconcile-lock:{account.pk}", "1", 60)
+    running = timezone.now() + timedelta(seconds=60)
+    BrokerAccount.objects.filter(pk=account.pk).update(reconcile_until=running)  # another worker's run
 
     report = reconciliation.account_reconcile(account_id=account.pk)
 
@@ -564,6 +564,23 @@ def test_a_second_reconciliation_of_the_same_account_waits_its_turn(fake, accoun
     assert report.steps == []
     assert "running" in report.notes[0]
     assert fake.requests == []
+    assert BrokerAccount.objects.get(pk=account.pk).reconcile_until == running  # left to its holder
+
+
+def test_a_reconciliation_left_behind_by_a_dead_worker_lapses_and_a_finished_one_frees_the_account(
+    fake, account, recorder, alert
+):
+    trade_on(recorder, account)
+    alert(recorder)
+    lapsed = timezone.now() - timedelta(seconds=1)
+    BrokerAccount.objects.filter(pk=account.pk).update(reconcile_until=lapsed)
+
+    report = reconciliation.account_reconcile(account_id=account.pk)
+
+    assert report.ok
+    assert not report.notes
+    assert {step.kind for step in report.steps} >= {"fills", "position"}
+    assert BrokerAccount.objects.get(pk=account.pk).reconcile_until is None
 
 
 def test_old_runs_are_pruned(account):

@@ -1,4 +1,4 @@
-"""Run the whole product in the foreground: web server, Celery worker and Celery beat."""
+"""Run the whole product in the foreground: web server, Celery workers and Celery beat."""
 
 import os
 import signal
@@ -11,7 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Start gunicorn, a Celery worker and Celery beat together; Ctrl-C stops them all."
+    help = (
+        "Start gunicorn, the Celery workers (orders, reconciliation) and Celery beat; Ctrl-C stops them all."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -32,6 +34,11 @@ class Command(BaseCommand):
                 sys.executable, "-m", "celery", "-A", "justtrades", "worker", "--queues", "default,orders",
                 "--concurrency", str(task_workers), "--loglevel", settings.LOG_LEVEL, "--without-mingle",
                 "--without-gossip",
+            ],
+            "reconciler": [
+                sys.executable, "-m", "celery", "-A", "justtrades", "worker", "--queues", "reconcile",
+                "--concurrency", "1", "--hostname", "reconcile@%h", "--loglevel", settings.LOG_LEVEL,
+                "--without-mingle", "--without-gossip",
             ],
             "beat": [
                 sys.executable, "-m", "celery", "-A", "justtrades", "beat", "--schedule", schedule,
@@ -72,4 +79,4 @@ class Command(BaseCommand):
                 child.kill()
         if failed:
             raise CommandError(f"Stopped everything because {failed}.")
-        self.stdout.write("Stopped web server, worker and beat.")
+        self.stdout.write("Stopped the web server, the workers and beat.")
