@@ -65,6 +65,7 @@ class _Fault:
     captcha: bool = False
     reason: str = ""
     text: str = ""
+    cookie: str = ""
     skip: int = 0  # let this many matching calls through first
 
 
@@ -212,6 +213,10 @@ class FakeTradovate:
         """Refuse the next call with Tradovate's failure pair, doing nothing."""
         self._add_fault(_Fault(path, "refuse", reason=reason, text=text))
 
+    def set_cookie_next(self, path: str | None = None, *, cookie: str) -> None:
+        """Carry out the next call and answer it with a `Set-Cookie: <cookie>` header."""
+        self._add_fault(_Fault(path, "cookie", cookie=cookie))
+
     def expire_tokens(self) -> None:
         """Make every token issued so far expired: the next authenticated call gets 401."""
         with self.lock:
@@ -344,6 +349,8 @@ class FakeTradovate:
             return
         if fault is not None and fault.kind == "slow":
             self._stopping.wait(fault.seconds)
+        if fault is not None and fault.kind == "cookie":
+            reply.extra["Set-Cookie"] = fault.cookie
         self._send(handler, reply)
 
     @staticmethod
@@ -357,6 +364,8 @@ class FakeTradovate:
             handler.send_response(reply.status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(data)))
+            for name, value in reply.extra.items():
+                handler.send_header(name, value)
             handler.end_headers()
             handler.wfile.write(data)
             handler.wfile.flush()

@@ -13,11 +13,12 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from trading import execution, reconciliation, services, tasks
+from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, Order, Position, ReconcileAction, ReconcileRun
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import make_trader, stored_signal
-from trading.tests.factories import RecorderFactory
-from trading.tests.fake_tradovate import DEMO_ACCOUNT_ID, DEMO_ACCOUNT_NAME
+from trading.tests.factories import RecorderFactory, TraderFactory, TradovateAccountFactory
+from trading.tests.fake_tradovate import DEMO_ACCOUNT_ID, DEMO_ACCOUNT_NAME, PASSWORD, USERNAME
 from trading.tests.test_tradovate_pipeline import *  # noqa: F403  fixtures
 from trading.tests.test_tradovate_pipeline import (
     CANCEL,
@@ -530,6 +531,41 @@ def test_an_unreachable_broker_fails_the_run_and_records_why(fake, account, reco
     assert run.status == "failed"
     assert run.error == report.error
     assert run.actions.get().kind == "error"
+
+
+def test_an_unreachable_account_never_keeps_the_command_from_reconciling_the_others(
+    owner, tradovate_settings, fake, recorder, alert
+):
+    # The live login is created first, so the command reaches it (and fails on it) before the demo one.
+    live = TradovateAccountFactory(owner=owner, name="Live 100K", is_demo=False, password="live-password")
+    services.broker_account_sync_subaccounts(account=live, subaccounts=[SubAccount("777", "LIVE777", True)])
+    TraderFactory(recorder=RecorderFactory(owner=owner, symbol="ES"), account=live, subaccounts=[("777", 1)])
+    demo = TradovateAccountFactory(owner=owner, name="Apex 50K", username=USERNAME, password=PASSWORD)
+    services.broker_account_sync_subaccounts(
+        account=demo, subaccounts=[SubAccount(str(DEMO_ACCOUNT_ID), DEMO_ACCOUNT_NAME, True)]
+    )
+    trade_on(recorder, demo)
+    alert(recorder)
+    assert reconciliation.accounts_to_reconcile() == [live.pk, demo.pk]
+    out, err = io.StringIO(), io.StringIO()
+
+    with pytest.raises(CommandError, match="1 failed"):
+        call_command("reconcile", stdout=out, stderr=err)
+
+    assert "[1/2] Live 100K: failed" in out.getvalue()
+    assert "[2/2] Apex 50K:" in out.getvalue()
+    assert "Could not connect to Tradovate" in err.getvalue()
+    failed = ReconcileRun.objects.get(broker_account=live)
+    assert (failed.trigger, failed.status) == ("command", "failed")
+    assert "Could not connect to Tradovate, so nothing was sent" in failed.error
+    assert failed.actions.get().kind == "error"
+    succeeded = ReconcileRun.objects.get(broker_account=demo)
+    assert (succeeded.trigger, succeeded.status, succeeded.error) == ("command", "succeeded", "")
+    assert {"fills", "position"} <= set(succeeded.actions.values_list("kind", flat=True))
+    assert Order.objects.get(broker_account=demo, plan_key="entry").status == "filled"
+    position = Position.objects.get(broker_account=demo, account_id=str(DEMO_ACCOUNT_ID), symbol="ES")
+    assert (position.quantity, position.avg_price) == (1, Decimal("5000"))
+    assert BrokerAccount.objects.get(pk=live.pk).status == "active"  # unreachable is not the owner's fault
 
 
 def test_only_accounts_in_use_are_reconciled_and_each_in_its_own_task(account, recorder, owner, monkeypatch):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
+from trading.brokers import tradovate
 from trading.brokers.base import (
     BracketLeg,
     BracketRequest,
@@ -149,6 +153,59 @@ def limit_sell(client_id: str, price: str, quantity: int = 1) -> OrderRequest:
         price=Decimal(price),
         time_in_force="GTC",
     )
+
+
+# --- the HTTP session --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_shared_session(monkeypatch) -> Iterator[list[requests.Session]]:
+    """No process-wide session yet; every session shared_session() made in the test is closed after it."""
+    monkeypatch.setattr(tradovate, "_session", None)
+    monkeypatch.setattr(tradovate, "_session_pid", None)
+    made: list[requests.Session] = []
+    yield made
+    for http in made:
+        http.close()
+
+
+def test_the_shared_session_is_one_per_process_and_a_new_one_after_a_fork(fresh_shared_session, monkeypatch):
+    parent = tradovate.shared_session()
+    fresh_shared_session.append(parent)
+    assert tradovate.shared_session() is parent
+
+    monkeypatch.setattr(tradovate, "os", SimpleNamespace(getpid=lambda: os.getpid() + 1))
+    child = tradovate.shared_session()
+    fresh_shared_session.append(child)
+
+    # The forked worker never writes on the parent's sockets, and keeps its own session from then on.
+    assert child is not parent
+    assert tradovate.shared_session() is child
+
+
+def test_the_shared_session_never_keeps_a_cookie_the_server_sets(fake, fresh_shared_session):
+    http = tradovate.shared_session()
+    fresh_shared_session.append(http)
+    broker = TradovateBroker(make_client(fake, http))
+    fake.set_cookie_next("/account/list", cookie="AWSALB=sticky-1; Path=/")
+
+    broker.list_accounts()
+    broker.list_accounts()
+
+    assert list(http.cookies) == []
+    assert [request.headers.get("Cookie") for request in fake.requests_to("/account/list")] == [None, None]
+
+
+def test_the_shared_session_leaves_every_retry_to_the_adapter(fresh_shared_session):
+    http = tradovate.shared_session()
+    fresh_shared_session.append(http)
+
+    # urllib3 must never resend a request on its own: a resent order could be placed twice.
+    for url in ("https://live.tradovateapi.com/v1", "http://127.0.0.1/v1"):
+        retries = http.get_adapter(url).max_retries
+        assert retries.total == 0
+        with pytest.raises(MaxRetryError):  # the first failure ends the request
+            retries.increment(method="POST", url="/v1/order/placeorder", error=ConnectTimeoutError())
 
 
 # --- authentication ----------------------------------------------------------------------------------------
@@ -485,7 +542,7 @@ def test_a_bracket_with_only_a_stop_sends_it_as_bracket1(fake, session):
     assert fake.order(placed.stop_loss_id)["clOrdId"] == "jt-sl-2"
 
 
-def test_an_extra_take_profit_target_is_a_limit_placeorder(fake, session):
+def test_a_lone_take_profit_for_a_position_without_a_stop_is_one_gtc_limit_placeorder(fake, session):
     broker = TradovateBroker(make_client(fake, session))
 
     placed = broker.place_order(limit_sell("jt-tp2-1", "5020.75"))
@@ -653,6 +710,49 @@ def test_a_server_error_on_an_order_is_unknown_but_on_a_read_is_safe_to_retry(fa
 
     assert len(fake.requests_to(PLACE)) == 1
     assert len(fake.requests_to("/order/list")) == 1
+
+
+RATE_LIMITS = [
+    pytest.param(423, 60, "asks us to slow down", id="423-slow-down"),
+    pytest.param(429, 3600, "locked this login out for an hour", id="429-locked-out"),
+]
+
+
+@pytest.mark.parametrize(("status", "retry_after", "words"), RATE_LIMITS)
+def test_a_rate_limited_order_is_not_placed_never_resent_and_says_how_long_to_wait(
+    fake, session, sleeps, status, retry_after, words
+):
+    broker = TradovateBroker(make_client(fake, session, sleeps=sleeps))
+    broker.list_accounts()
+    fake.fail_next(PLACE, status=status)
+
+    # BrokerUnavailable, not OrderOutcomeUnknown: Tradovate turned the order away, so it was not placed.
+    with pytest.raises(BrokerUnavailable, match=words) as caught:
+        broker.place_order(limit_sell("jt-limited", "5100"))
+
+    assert "nothing was done" in caught.value.message
+    assert caught.value.retry_after == retry_after
+    assert len(fake.requests_to(PLACE)) == 1
+    assert fake.orders_with_client_id("jt-limited") == []
+    assert sleeps == []
+    assert len(fake.requests_to(LOGIN)) == 1  # not mistaken for an expired session
+
+
+@pytest.mark.parametrize(("status", "retry_after", "words"), RATE_LIMITS)
+def test_a_rate_limited_read_is_not_retried_and_says_how_long_to_wait(
+    fake, session, sleeps, status, retry_after, words
+):
+    broker = TradovateBroker(make_client(fake, session, sleeps=sleeps))
+    broker.list_accounts()
+    fake.fail_next("/order/list", status=status)
+
+    with pytest.raises(BrokerUnavailable, match=words) as caught:
+        broker.list_orders(ACCOUNT)
+
+    assert caught.value.retry_after == retry_after
+    assert len(fake.requests_to("/order/list")) == 1
+    assert sleeps == []
+    assert len(fake.requests_to(LOGIN)) == 1
 
 
 def test_a_connection_refused_before_sending_is_safe_to_retry(session):

@@ -276,6 +276,48 @@ def test_two_targets_with_a_trailing_stop_go_out_as_two_placeoso_brackets_one_pe
     assert {order.status for order in placed.values()} == {"working"}
 
 
+def test_the_average_down_goes_out_after_the_bracket_as_one_automated_gtc_limit_on_the_tick_grid(
+    client, queue, django_capture_on_commit_callbacks, fake, account, owner
+):
+    recorder = RecorderFactory(
+        owner=owner,
+        symbol="ES",
+        tp_targets=[{"value": 8, "trim": None}],
+        sl_enabled=True,
+        sl_amount=Decimal(8),
+        avg_down_enabled=True,
+        avg_down_amount=2,
+        avg_down_point=Decimal("2.6"),  # 4997.40 is off the 0.25 grid: rounded away from the entry
+        avg_down_units="points",
+    )
+    trade_on(recorder, account)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    placed = orders(broker_account=account)
+    average_down = placed["avg1"]
+    assert fake.bodies(PLACE) == [
+        {
+            "accountSpec": DEMO_ACCOUNT_NAME,
+            "accountId": DEMO_ACCOUNT_ID,
+            "clOrdId": average_down.client_id,
+            "action": "Buy",
+            "symbol": "ESZ6",
+            "orderQty": 2,
+            "orderType": "Limit",
+            "price": 4997.25,
+            "timeInForce": "GTC",
+            "isAutomated": True,
+        }
+    ]
+    assert [path for path, _ in order_changes(fake)] == [OSO, PLACE]
+    assert fake.bodies(OSO)[0]["clOrdId"] == placed["entry"].client_id
+    assert (average_down.role, average_down.status) == ("average_down", "working")
+    working = fake.order(average_down.broker_order_id)
+    assert (working["ordStatus"], working["price"]) == ("Working", Decimal("4997.25"))
+    assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 1  # only the entry filled
+
+
 def test_the_protection_of_an_added_contract_replaces_the_old_as_automated_oco_pairs(
     client, queue, django_capture_on_commit_callbacks, fake, account, owner
 ):
