@@ -20,7 +20,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from trading.brokers.base import AccountBalance, BrokerError, BrokerNeedsAttention, SubAccount
 from trading.brokers.registry import broker_for_account, tradovate_timeout
-from trading.brokers.tradovate import exchange_oauth_code
+from trading.brokers.tradovate import LOCKED_OUT_REASON, exchange_oauth_code
 from trading.models import (
     MAX_TP_TARGETS,
     PLAN_SETTING_FIELDS,
@@ -71,7 +71,7 @@ RECORDER_FIELDS = (
 TRADER_FIELDS = ("enabled", *SETTING_FIELDS)
 WEBHOOK_TOKEN_BYTES = 32  # 256 bits; the brief asks for at least 128
 CAPTCHA_REASON = "captcha"
-CAPTCHA_RETRY_AFTER = timedelta(hours=1)
+TRADOVATE_PAUSE = timedelta(hours=1)
 
 
 class _Unset:
@@ -388,9 +388,10 @@ def broker_account_mark_needs_attention(
     *, account: BrokerAccount, reason: str, message: str, retry_not_before: datetime | None = None
 ) -> None:
     """Mark an account unusable until its owner acts, with the reason code and what to do in words."""
-    if retry_not_before is None and reason == CAPTCHA_REASON:
-        # Tradovate's rule: after a captcha demand, no login from a server for at least an hour.
-        retry_not_before = timezone.now() + CAPTCHA_RETRY_AFTER
+    if retry_not_before is None and reason in SELF_HEALING_REASONS:
+        # Tradovate's rules: no login from a server for an hour after a captcha demand, and nothing at all
+        # during a lock-out, which each further request would extend.
+        retry_not_before = timezone.now() + TRADOVATE_PAUSE
     changes = {
         "status": BrokerAccount.Status.NEEDS_ATTENTION,
         "status_reason": reason[:32],
@@ -423,7 +424,7 @@ def broker_account_mark_active(*, account: BrokerAccount) -> None:
 
 # Reasons an account stops trading that JustTrades may retry by itself once retry_not_before has passed; every
 # other reason needs the owner (new password, OAuth connect).
-SELF_HEALING_REASONS = frozenset({CAPTCHA_REASON})
+SELF_HEALING_REASONS = frozenset({CAPTCHA_REASON, LOCKED_OUT_REASON})
 NOT_CONNECTED_REASON = "not_connected"
 
 

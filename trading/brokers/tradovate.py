@@ -62,6 +62,7 @@ CAPTCHA_BACKOFF = timedelta(hours=1)
 MAX_PENALTY_ROUNDS = 3
 MAX_PENALTY_WAIT_SECONDS = 120.0
 LOCKED_OUT_SECONDS = 3600.0
+LOCKED_OUT_REASON = "locked_out"
 SLOW_DOWN_SECONDS = 60.0
 OAUTH_DEFAULT_LIFETIME = timedelta(minutes=60)
 # The front month changes at roll-over, so a continuous symbol is looked up again now and then.
@@ -103,6 +104,16 @@ def shared_session() -> requests.Session:
             _session = new_session()
             _session_pid = os.getpid()
         return _session
+
+
+def locked_out() -> BrokerNeedsAttention:
+    """Tradovate's one-hour lock-out (HTTP 429), which every further request extends: the login must rest."""
+    return BrokerNeedsAttention(
+        "Tradovate has locked this login out for an hour for too many requests; nothing was done. "
+        "JustTrades sends nothing on this login until the hour is over, then tries again by itself.",
+        reason=LOCKED_OUT_REASON,
+        retry_after=LOCKED_OUT_SECONDS,
+    )
 
 
 # --- tokens and credentials --------------------------------------------------------------------------------
@@ -542,7 +553,9 @@ class TradovateClient:
             self._store.put(renewed)
             logger.info("Tradovate session renewed until %s", renewed.expires_at.isoformat())
             return renewed
-        if status >= 500 or status in (423, 429):
+        if status == 429:
+            raise locked_out()
+        if status >= 500 or status == 423:
             raise BrokerUnavailable("Tradovate could not renew the session right now. Try again shortly.")
         logger.warning("Tradovate refused to renew the session (HTTP %s)", status)
         return None
@@ -574,10 +587,12 @@ class TradovateClient:
             if exc.reason == "captcha":
                 _login_guard.captcha(key, self._clock())
             raise
-        if status >= 500 or status in (423, 429):
+        if status == 429:
+            raise locked_out()
+        if status >= 500 or status == 423:
             raise BrokerUnavailable(
                 f"Tradovate could not log in right now (HTTP {status}). Try again shortly.",
-                retry_after=LOCKED_OUT_SECONDS if status == 429 else None,
+                retry_after=SLOW_DOWN_SECONDS if status == 423 else None,
             )
         if status != 200 or not isinstance(data, dict) or not data.get("accessToken") or _error_in(data):
             _login_guard.failed(key, self._clock())
@@ -686,10 +701,7 @@ def _checked(status: int, data: Any, method: str, path: str, changes_orders: boo
         return data
     text = _text_of(data) or f"HTTP {status}"
     if status == 429:
-        raise BrokerUnavailable(
-            "Tradovate has locked this login out for an hour for too many requests; nothing was done.",
-            retry_after=LOCKED_OUT_SECONDS,
-        )
+        raise locked_out()
     if status == 423:
         raise BrokerUnavailable(
             "Tradovate asks us to slow down before it locks this login out; nothing was done. "

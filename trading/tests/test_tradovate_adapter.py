@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -712,47 +713,58 @@ def test_a_server_error_on_an_order_is_unknown_but_on_a_read_is_safe_to_retry(fa
     assert len(fake.requests_to("/order/list")) == 1
 
 
-RATE_LIMITS = [
-    pytest.param(423, 60, "asks us to slow down", id="423-slow-down"),
-    pytest.param(429, 3600, "locked this login out for an hour", id="429-locked-out"),
-]
-
-
-@pytest.mark.parametrize(("status", "retry_after", "words"), RATE_LIMITS)
-def test_a_rate_limited_order_is_not_placed_never_resent_and_says_how_long_to_wait(
-    fake, session, sleeps, status, retry_after, words
+def test_a_slow_down_answer_to_an_order_means_not_placed_never_resent_and_try_again_in_a_minute(
+    fake, session, sleeps
 ):
     broker = TradovateBroker(make_client(fake, session, sleeps=sleeps))
     broker.list_accounts()
-    fake.fail_next(PLACE, status=status)
+    fake.fail_next(PLACE, status=423)
 
     # BrokerUnavailable, not OrderOutcomeUnknown: Tradovate turned the order away, so it was not placed.
-    with pytest.raises(BrokerUnavailable, match=words) as caught:
+    with pytest.raises(BrokerUnavailable, match="asks us to slow down") as caught:
         broker.place_order(limit_sell("jt-limited", "5100"))
 
     assert "nothing was done" in caught.value.message
-    assert caught.value.retry_after == retry_after
+    assert caught.value.retry_after == 60
     assert len(fake.requests_to(PLACE)) == 1
     assert fake.orders_with_client_id("jt-limited") == []
     assert sleeps == []
     assert len(fake.requests_to(LOGIN)) == 1  # not mistaken for an expired session
 
 
-@pytest.mark.parametrize(("status", "retry_after", "words"), RATE_LIMITS)
-def test_a_rate_limited_read_is_not_retried_and_says_how_long_to_wait(
-    fake, session, sleeps, status, retry_after, words
-):
+def test_a_slow_down_answer_to_a_read_is_not_retried_and_says_to_wait_a_minute(fake, session, sleeps):
     broker = TradovateBroker(make_client(fake, session, sleeps=sleeps))
     broker.list_accounts()
-    fake.fail_next("/order/list", status=status)
+    fake.fail_next("/order/list", status=423)
 
-    with pytest.raises(BrokerUnavailable, match=words) as caught:
+    with pytest.raises(BrokerUnavailable, match="asks us to slow down") as caught:
         broker.list_orders(ACCOUNT)
 
-    assert caught.value.retry_after == retry_after
+    assert caught.value.retry_after == 60
     assert len(fake.requests_to("/order/list")) == 1
     assert sleeps == []
-    assert len(fake.requests_to(LOGIN)) == 1
+
+
+@pytest.mark.parametrize("path", [PLACE, "/order/list", LOGIN])
+def test_a_lock_out_is_not_placed_never_resent_and_rests_the_login_for_an_hour(fake, session, sleeps, path):
+    broker = TradovateBroker(make_client(fake, session, sleeps=sleeps))
+    if path != LOGIN:
+        broker.list_accounts()
+    fake.fail_next(path, status=429)
+
+    if path == "/order/list":
+        call = partial(broker.list_orders, ACCOUNT)
+    else:
+        call = partial(broker.place_order, limit_sell("jt-locked", "5100"))
+
+    with pytest.raises(BrokerNeedsAttention, match="locked this login out for an hour") as caught:
+        call()
+
+    assert (caught.value.reason, caught.value.retry_after) == ("locked_out", 3600)
+    assert "nothing was done" in caught.value.message
+    assert len(fake.requests_to(path)) == 1
+    assert fake.orders_with_client_id("jt-locked") == []
+    assert sleeps == []
 
 
 def test_a_connection_refused_before_sending_is_safe_to_retry(session):

@@ -604,6 +604,35 @@ def test_reconciliation_logs_in_again_once_the_captcha_pause_is_over(
     assert ReconcileAction.objects.filter(kind="reconnect", broker_account=account).exists()
 
 
+def test_a_lock_out_rests_the_login_for_the_hour_then_reconciliation_resumes_it(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+):
+    trade_on(recorder, account)
+    fake.fail_next(OSO, status=429)
+
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+
+    stored = BrokerAccount.objects.get(pk=account.pk)
+    assert (stored.status, stored.status_reason) == ("needs_attention", "locked_out")
+    assert stored.retry_not_before > timezone.now() + timedelta(minutes=59)
+    placed = orders(broker_account=account)
+    assert {order.status for order in placed.values()} == {"failed"}
+    assert "locked this login out for an hour" in placed["entry"].error
+    assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 0
+    requests_after_lock_out = len(fake.requests)
+    # Every further request would extend the lock-out: nothing goes to Tradovate until the hour is over.
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue, action="sell")
+    assert reconciliation.accounts_to_reconcile() == []
+    assert len(fake.requests) == requests_after_lock_out
+
+    with time_machine.travel(stored.retry_not_before + timedelta(seconds=1), tick=False):
+        assert reconciliation.accounts_to_reconcile() == [account.pk]
+        report = reconcile(account)
+
+    assert next(step.kind for step in report.steps) == "reconnect"
+    assert BrokerAccount.objects.get(pk=account.pk).status == "active"
+
+
 # --- unknown outcomes ---------------------------------------------------------------------------------------
 
 
