@@ -28,10 +28,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models import Exists, F, Min, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from trading import plans, risk, services
@@ -126,12 +128,13 @@ class WaitForEarlier(Exception):
 # --- publishing -----------------------------------------------------------------------------------------
 
 
-def _publish(task_name: str, object_id: int) -> None:
+def _publish(task_name: str, object_id: int | None, *, countdown: float | None = None) -> None:
     """Send a task message; an outage is logged, not raised: the row is durable and the sweeper re-queues."""
     from trading import tasks  # the tasks module imports this one
 
     try:
-        getattr(tasks, task_name).apply_async(args=[object_id])
+        args = [] if object_id is None else [object_id]
+        getattr(tasks, task_name).apply_async(args=args, countdown=countdown)
     except Exception:
         logger.warning(
             "Could not queue %s for %s; the sweeper will re-queue it", task_name, object_id, exc_info=True
@@ -142,6 +145,66 @@ def _publish_on_commit(task_name: str, object_ids: Iterable[int]) -> None:
     ids = list(object_ids)
     if ids:
         transaction.on_commit(lambda: [_publish(task_name, object_id) for object_id in ids])
+
+
+# --- waking the dispatcher -------------------------------------------------------------------------------
+#
+# A webhook does not send a task message per alert: that cost more than storing the alert. The first alert of
+# a short window sends one dispatch at once and one for the window's end; an alert whose window is already
+# open (in this process, or in another one through the shared key) sends nothing, because the trailing
+# dispatch runs after the window closed, so after that alert was committed. A burst costs two messages per
+# window, a lone alert is dispatched at once, and the sweeper still catches whatever a lost message left.
+
+DISPATCH_WINDOW_SECONDS = 0.1
+# Covers the clocks of the web process, Redis and the worker drifting apart.
+DISPATCH_MARGIN_SECONDS = 0.05
+DISPATCH_WINDOW_KEY = "justtrades:signals-dispatch-window"
+_window_ends = 0.0  # monotonic end of the window this process opened
+_redis_client = None
+
+
+def signals_nudge() -> None:
+    """Have the pending signals dispatched: at once for the first of a window, and again after it."""
+    global _window_ends
+    now = time.monotonic()
+    if now < _window_ends or not _window_open():
+        return  # a dispatch after the window's end is already on its way
+    _window_ends = now + DISPATCH_WINDOW_SECONDS
+    _publish("signals_dispatch", None)
+    _publish("signals_dispatch", None, countdown=DISPATCH_WINDOW_SECONDS + DISPATCH_MARGIN_SECONDS)
+
+
+def _window_open() -> bool:
+    """Open the shared window unless another process holds one; True also when that cannot be told."""
+    global _redis_client
+    try:
+        if settings.REDIS_URL:
+            if _redis_client is None:
+                _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+            milliseconds = int(DISPATCH_WINDOW_SECONDS * 1000)
+            return bool(_redis_client.set(DISPATCH_WINDOW_KEY, b"1", nx=True, px=milliseconds))
+        return cache.add(DISPATCH_WINDOW_KEY, 1, DISPATCH_WINDOW_SECONDS)
+    except Exception:
+        logger.warning("Could not check the dispatch window; dispatching anyway", exc_info=True)
+        return True
+
+
+def signals_dispatch() -> int:
+    """Queue the oldest pending signal of every recorder that has one; return how many were queued.
+
+    Each task works through its recorder's backlog in order (see _in_order), so one message per recorder
+    is enough however many alerts arrived.
+    """
+    heads = list(
+        Signal.objects.filter(status=Signal.Status.PENDING)
+        .values("recorder_id")
+        .annotate(head=Min("pk"))
+        .order_by("head")
+        .values_list("head", flat=True)
+    )
+    for signal_id in heads:
+        _publish("signal_process", signal_id)
+    return len(heads)
 
 
 # --- contracts ------------------------------------------------------------------------------------------
@@ -270,7 +333,7 @@ def signal_accept(
         with nullcontext() if transaction.get_autocommit() else transaction.atomic():
             signal.save(force_insert=True)
             if signal.status == Signal.Status.PENDING:
-                _publish_on_commit("signal_process", [signal.pk])
+                transaction.on_commit(signals_nudge)
     except IntegrityError:
         first = None
         if alert.alert_id:
@@ -484,20 +547,41 @@ def signal_process(*, signal_id: int, now: datetime | None = None) -> str:
     if row is None:
         return "not-claimed"
     queue = Signal.objects.filter(recorder_id=row["recorder_id"], status__in=UNFINISHED_SIGNAL).order_by("pk")
-    return _in_order(signal_id, queue, _signal_process_one, now, what="signal")
+    # Signals woken by a dispatch share one message per recorder: the rest of a backlog is handed on.
+    return _in_order(
+        signal_id,
+        queue,
+        _signal_process_one,
+        now,
+        what="signal",
+        hand_off=lambda head: _publish("signal_process", head),
+    )
 
 
-def _in_order(object_id: int, queue: QuerySet, run_one, now: datetime | None, *, what: str) -> str:
+def _in_order(
+    object_id: int,
+    queue: QuerySet,
+    run_one,
+    now: datetime | None,
+    *,
+    what: str,
+    hand_off: Callable[[int], None] | None = None,
+) -> str:
     """Run `object_id` after every earlier unfinished item of its queue; drain later ones while in the lead.
 
     One task works through a backlog (after an outage, a burst) in order whatever order the messages came in;
     the other tasks find their item done. WaitForEarlier only while a live worker holds an earlier item.
+    After a while in the lead it makes way, handing the rest to `hand_off` when items have no message each.
     """
     started = time.monotonic()
     own = "not-claimed"
     while True:
         head = queue.values_list("pk", flat=True).first()
-        if head is None or (head > object_id and time.monotonic() - started > CATCH_UP_SECONDS):
+        if head is None:
+            return own
+        if head > object_id and time.monotonic() - started > CATCH_UP_SECONDS:
+            if hand_off is not None:
+                hand_off(head)
             return own
         result = run_one(head, now or timezone.now())
         if result == "not-claimed":
@@ -2018,13 +2102,16 @@ def signals_sweep(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -> S
     """Re-queue signals and decisions a lost message or a dead worker left behind; settle unknown orders."""
     now = now or timezone.now()
     old = now - SWEEP_PENDING_AFTER
+    # One message per recorder: its task works through the recorder's backlog in order.
     signal_ids = list(
         Signal.objects.filter(
             Q(status=Signal.Status.PENDING, received_at__lt=old)
             | Q(status=Signal.Status.PROCESSING, lease_expires_at__lt=now)
         )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:batch]
+        .values("recorder_id")
+        .annotate(head=Min("pk"))
+        .order_by("head")
+        .values_list("head", flat=True)[:batch]
     )
     decision_ids = list(
         Decision.objects.filter(

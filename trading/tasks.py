@@ -19,6 +19,12 @@ def signal_process(signal_id: int) -> str:
         return "waiting"
 
 
+@shared_task(name="trading.tasks.signals_dispatch")
+def signals_dispatch() -> int:
+    """Queue the oldest pending signal of every recorder that has any (woken by the webhook)."""
+    return execution.signals_dispatch()
+
+
 @shared_task(bind=True, name="trading.tasks.trader_signal_execute", max_retries=len(execution.RETRY_BACKOFF))
 def trader_signal_execute(self, decision_id: int) -> str:
     """Plan and send one trader's orders for one signal; retried with backoff while the broker is down."""

@@ -51,8 +51,12 @@ class TaskQueue:
     retries: list[tuple[int, str]] = field(default_factory=list)
     handled: list[tuple[str, int, Any]] = field(default_factory=list)
 
-    def publish(self, task_name: str, object_id: int) -> None:
+    def publish(self, task_name: str, object_id: int | None, *, countdown: float | None = None) -> None:
         self.messages.append((task_name, object_id))
+
+    def nudge(self) -> None:
+        """What an accepted alert asks for: one dispatch (the window logic has its own tests)."""
+        self.publish("signals_dispatch", None)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.messages]
@@ -69,7 +73,9 @@ class TaskQueue:
         return result
 
     def _run(self, name: str, object_id: int) -> Any:
-        if name == "signal_process":
+        if name == "signals_dispatch":
+            result = execution.signals_dispatch()
+        elif name == "signal_process":
             result = execution.signal_process(signal_id=object_id)
         elif name == "trader_signal_execute":
             try:
@@ -97,6 +103,7 @@ def queue(monkeypatch, django_capture_on_commit_callbacks) -> TaskQueue:
     """The task queue, recorded instead of sent to a broker."""
     fake = TaskQueue(django_capture_on_commit_callbacks)
     monkeypatch.setattr(execution, "_publish", fake.publish)
+    monkeypatch.setattr(execution, "signals_nudge", fake.nudge)
     return fake
 
 

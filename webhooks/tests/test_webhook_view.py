@@ -63,7 +63,12 @@ def test_a_json_alert_is_stored_with_its_source_and_queued_once_committed(post, 
     assert signal.content_type == "application/json"
     assert abs(signal.received_at - datetime.now(UTC)) < timedelta(seconds=5)
     assert signal.fields["contracts"] == 2
-    assert queue.messages == [("signal_process", signal.pk)]
+    assert queue.names() == ["signals_dispatch"]  # once committed
+    queue.run()
+    assert [(name, object_id) for name, object_id, _ in queue.handled] == [
+        ("signals_dispatch", None),
+        ("signal_process", signal.pk),
+    ]
 
 
 FIXTURE_SYMBOLS = {
@@ -121,7 +126,8 @@ def test_a_publish_failure_never_fails_the_answer_because_the_row_is_durable(
     def broken(*args, **kwargs):
         raise ConnectionError("Redis is restarting")
 
-    monkeypatch.setattr("trading.tasks.signal_process.apply_async", broken)
+    monkeypatch.setattr("trading.tasks.signals_dispatch.apply_async", broken)
+    monkeypatch.setattr(execution, "_window_open", lambda: True)
     with django_capture_on_commit_callbacks(execute=True), caplog.at_level(logging.WARNING):
         response = client.post(f"/webhook/{recorder.webhook_token}", data=b"buy", content_type="text/plain")
 
@@ -185,8 +191,9 @@ def test_outside_any_transaction_an_alert_is_one_insert_and_a_copy_is_still_a_du
     assert answer(first)["status"] == "accepted"
     assert answer(again) == {"status": "duplicate", "signal": answer(first)["signal"]}
     assert Signal.objects.filter(alert_id="A-1").count() == 1
-    assert queue.messages[-1] == ("signal_process", answer(first)["signal"])
-    assert len(queue.messages) == 2  # the warm-up and the first: the duplicate queues nothing
+    assert (
+        queue.names() == ["signals_dispatch"] * 2
+    )  # the warm-up and the first: the duplicate queues nothing
 
 
 # --- the recorder lookup, cached for a second ---------------------------------------------------------------
@@ -242,7 +249,7 @@ def test_the_same_alert_id_is_a_duplicate_of_the_first_signal_even_with_another_
     assert first.status_code == again.status_code == 200
     assert answer(again) == {"status": "duplicate", "signal": answer(first)["signal"]}
     assert Signal.objects.count() == 1
-    assert queue.names() == ["signal_process"]
+    assert queue.names() == ["signals_dispatch"]  # for the first only
 
 
 def test_an_alert_id_is_per_recorder(post, client):
