@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -33,12 +32,10 @@ class Published:
 
 @pytest.fixture
 def published(monkeypatch) -> Published:
-    """The real nudge, in a fresh process's state and its own shared window, publishing into a list."""
+    """The real nudge (each test has a window of its own, see conftest), publishing into a list."""
     sent = Published()
     monkeypatch.setattr(execution, "_publish", sent)
     monkeypatch.setattr(execution, "signals_nudge", real_signals_nudge)
-    monkeypatch.setattr(execution, "_window_ends", 0.0)
-    monkeypatch.setattr(execution, "DISPATCH_WINDOW_KEY", f"test-dispatch-window-{uuid.uuid4().hex}")
     return sent
 
 
@@ -93,8 +90,6 @@ def test_an_alert_committed_after_the_first_dispatch_ran_is_caught_by_the_traili
 ):
     """The race a window must not lose: the dispatch at once has run, the next alert finds the window open."""
     monkeypatch.setattr(execution, "signals_nudge", real_signals_nudge)
-    monkeypatch.setattr(execution, "_window_ends", 0.0)
-    monkeypatch.setattr(execution, "DISPATCH_WINDOW_KEY", f"test-dispatch-window-{uuid.uuid4().hex}")
     monkeypatch.setattr(execution, "DISPATCH_WINDOW_SECONDS", 30.0)  # processing the first never ends it
     recorder = RecorderFactory(owner=owner, symbol="ES")
     make_trader(recorder)
