@@ -45,7 +45,6 @@ class Command(BaseCommand):
                 "--loglevel", settings.LOG_LEVEL,
             ],
         }  # fmt: skip
-        children: dict[str, subprocess.Popen] = {}
         stopping = False
 
         def stop(signum, frame):
@@ -54,29 +53,62 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        for name, command in commands.items():
-            # Each child in its own process group so one Ctrl-C is handled here once, in order.
-            children[name] = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+        supervisor = Supervisor(commands, restartable={"worker", "reconciler", "beat"})
+        supervisor.start()
         self.stdout.write(
             self.style.SUCCESS(f"JustTrades is running at http://{bind}/ (Ctrl-C stops everything).")
         )
         failed = None
-        while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    failed = f"{name} exited with status {child.returncode}"
-                    stopping = True
-                    break
+        while not stopping and failed is None:
+            failed = supervisor.check(self.stderr.write)
             time.sleep(0.5)
-        for child in children.values():
+        supervisor.stop()
+        if failed:
+            raise CommandError(f"Stopped everything because {failed}.")
+        self.stdout.write("Stopped the web server, the workers and beat.")
+
+
+class Supervisor:
+    """Runs the product's processes; starts a crashed worker or beat again, within a limit per minute.
+
+    A Celery worker can die on its own (a broker restart at the wrong moment): its unfinished work is safe in
+    the database and the queue, so it is started again rather than taking the web server down with it.
+    """
+
+    def __init__(self, commands: dict[str, list[str]], *, restartable: set[str], per_minute: int = 5) -> None:
+        self.commands = commands
+        self.restartable = restartable
+        self.per_minute = per_minute
+        self.children: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, list[float]] = {name: [] for name in commands}
+
+    def start(self) -> None:
+        """Start every process, each in its own process group so one Ctrl-C is handled here, in order."""
+        for name, command in self.commands.items():
+            self.children[name] = subprocess.Popen(command, start_new_session=True)  # noqa: S603
+
+    def check(self, report) -> str | None:
+        """Start again what crashed and may be; return why everything must stop, if it must."""
+        now = time.monotonic()
+        for name, child in list(self.children.items()):
+            if child.poll() is None:
+                continue
+            recent = [moment for moment in self.restarts[name] if now - moment < 60]
+            if name not in self.restartable or len(recent) >= self.per_minute:
+                return f"{name} exited with status {child.returncode}"
+            report(f"{name} exited with status {child.returncode}; starting it again.")
+            self.restarts[name] = [*recent, now]
+            self.children[name] = subprocess.Popen(self.commands[name], start_new_session=True)  # noqa: S603
+        return None
+
+    def stop(self) -> None:
+        """Ask every process to stop, and kill what has not within 15 seconds."""
+        for child in self.children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for child in children.values():
+        for child in self.children.values():
             try:
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
-        if failed:
-            raise CommandError(f"Stopped everything because {failed}.")
-        self.stdout.write("Stopped the web server, the workers and beat.")
