@@ -159,6 +159,7 @@ DISPATCH_WINDOW_SECONDS = 0.1
 # Covers the clocks of the web process, Redis and the worker drifting apart.
 DISPATCH_MARGIN_SECONDS = 0.05
 DISPATCH_WINDOW_KEY = "justtrades:signals-dispatch-window"
+DISPATCH_EXPIRES_SECONDS = 30.0
 _window_ends = 0.0  # monotonic end of the window this process opened
 _redis_client = None
 

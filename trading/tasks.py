@@ -19,7 +19,9 @@ def signal_process(signal_id: int) -> str:
         return "waiting"
 
 
-@shared_task(name="trading.tasks.signals_dispatch")
+# A dispatch only matters fresh: after a worker outage the sweeper re-queues every recorder's backlog anyway,
+# so a pile of old dispatches is dropped instead of each fanning out again.
+@shared_task(name="trading.tasks.signals_dispatch", expires=execution.DISPATCH_EXPIRES_SECONDS)
 def signals_dispatch() -> int:
     """Queue the oldest pending signal of every recorder that has any (woken by the webhook)."""
     return execution.signals_dispatch()
