@@ -43,6 +43,7 @@ from trading.brokers.base import (
     Broker,
     BrokerError,
     BrokerNeedsAttention,
+    BrokerOrder,
     BrokerUnavailable,
     OrderOutcomeUnknown,
     OrderRejected,
@@ -1522,9 +1523,21 @@ def order_settle(*, order_id: int, broker: Broker | None = None) -> Order | None
 
 
 def _order_look_up(order: Order, broker: Broker) -> None:
-    """Take the broker's status of an order found by its client id; not found means it was never placed."""
+    """Take the broker's status of an order found by its client id; not found means it was never placed.
+
+    A bracket's exit may be held without our client id (Tradovate's brackets carry it only optionally): it is
+    then the child of our entry with the exit's order type, looked for once the entry itself is settled.
+    """
     try:
         found = broker.find_order_by_client_id(order.account_id, order.client_id)
+        if found is None and order.bracket_entry_id is not None:
+            entry = (
+                Order.objects.filter(pk=order.bracket_entry_id).values("status", "broker_order_id").first()
+            )
+            if entry is not None and entry["status"] == Order.Status.UNKNOWN:
+                return  # the entry first: whether this exit exists depends on it
+            if entry is not None and entry["broker_order_id"]:
+                found = _bracket_exit_at_broker(order, entry["broker_order_id"], broker)
     except BrokerError as error:
         logger.info("Order %s stays unknown: %s", order.pk, error.message)
         return
@@ -1545,6 +1558,23 @@ def _order_look_up(order: Order, broker: Broker) -> None:
             Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
                 status=status, broker_order_id=found.broker_order_id, error=""
             )
+
+
+def _bracket_exit_at_broker(order: Order, entry_broker_id: str, broker: Broker) -> BrokerOrder | None:
+    """The broker's child order of the entry with this exit's order type that no order of ours holds yet."""
+    held = set(
+        Order.objects.filter(broker_account_id=order.broker_account_id, account_id=order.account_id)
+        .exclude(broker_order_id=None)
+        .values_list("broker_order_id", flat=True)
+    )
+    for candidate in broker.list_orders(order.account_id):
+        if (
+            candidate.parent_id == entry_broker_id
+            and candidate.order_type == order.order_type
+            and candidate.broker_order_id not in held
+        ):
+            return candidate
+    return None
 
 
 def _later_orders_exist(order: Order) -> bool:

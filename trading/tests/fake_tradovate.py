@@ -155,6 +155,8 @@ class FakeTradovate:
         self.fills: list[dict[str, Any]] = []
         self.realized: dict[int, Decimal] = {}
         self._faults: list[_Fault] = []
+        # The spec makes a bracket's clOrdId optional: False plays a Tradovate that does not keep it.
+        self.keeps_bracket_client_ids = True
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -622,6 +624,8 @@ class FakeTradovate:
         entry = self._new_order(
             account_id=account_id, contract_id=contract_id, fields=body, quantity=quantity
         )
+        if not self.keeps_bracket_client_ids:
+            brackets = [{key: value for key, value in item.items() if key != "clOrdId"} for item in brackets]
         legs = [
             self._new_order(
                 account_id=account_id,

@@ -19,7 +19,7 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from trading import reconciliation, services
+from trading import execution, reconciliation, services
 from trading.brokers import registry
 from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, Decision, Order, Position, ReconcileAction
@@ -634,6 +634,52 @@ def test_a_lock_out_rests_the_login_for_the_hour_then_reconciliation_resumes_it(
 
 
 # --- unknown outcomes ---------------------------------------------------------------------------------------
+
+
+def test_bracket_exits_held_without_our_client_ids_are_adopted_through_their_entry(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder, settings
+):
+    settings.TRADOVATE_TIMEOUT = (1.0, 0.3)
+    fake.keeps_bracket_client_ids = False
+    trade_on(recorder, account)
+    fake.slow_next(OSO, seconds=1.0)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    placed = orders(broker_account=account)
+    assert {order.status for order in placed.values()} == {"unknown"}
+
+    report = reconcile(account, now=timezone.now() + timedelta(seconds=45))
+
+    placed = orders(broker_account=account)
+    [entry_at_broker] = fake.orders_with_client_id(placed["entry"].client_id)
+    children = {
+        fake.order(order_id)["orderType"]: str(order_id)
+        for order_id, row in fake.orders.items()
+        if row["parentId"] == entry_at_broker["id"]
+    }
+    assert (placed["tp1"].status, placed["tp1"].broker_order_id) == ("working", children["Limit"])
+    assert (placed["sl1"].status, placed["sl1"].broker_order_id) == ("working", children["Stop"])
+    # Adopted, so the position counts as protected: nothing is placed again, nothing stacked.
+    assert "place_protection" not in {step.kind for step in report.steps}
+    assert fake.bodies(OCO) == fake.bodies(PLACE) == []
+    assert len(fake.bodies(OSO)) == 1
+
+
+def test_a_bracket_exit_is_not_judged_before_its_entry_is_settled(
+    client, queue, django_capture_on_commit_callbacks, fake, account, recorder, settings
+):
+    settings.TRADOVATE_TIMEOUT = (1.0, 0.3)
+    fake.keeps_bracket_client_ids = False
+    trade_on(recorder, account)
+    fake.slow_next(OSO, seconds=1.0)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    placed = orders(broker_account=account)
+
+    # The sweeper's tasks may run in any order: the stop's comes first here.
+    stop = execution.order_settle(order_id=placed["sl1"].pk)
+
+    assert stop.status == "unknown"  # not "never placed": that depends on the entry
+    execution.order_settle(order_id=placed["entry"].pk)
+    assert execution.order_settle(order_id=placed["sl1"].pk).status == "working"
 
 
 def test_a_bracket_that_timed_out_is_never_resent_and_reconciliation_adopts_the_one_at_the_broker(
