@@ -7,6 +7,7 @@ import json
 import random
 import secrets
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -155,6 +156,9 @@ class FakeTradovate:
         self.fills: list[dict[str, Any]] = []
         self.realized: dict[int, Decimal] = {}
         self._faults: list[_Fault] = []
+        # A base URL of its own: what the adapter keeps per URL in a process (failed logins, a captcha pause,
+        # contracts) never passes from one test's fake to the next one's on a reused port.
+        self._instance = f"/fake-{uuid.uuid4().hex[:12]}"
         # The spec makes a bracket's clOrdId optional: False plays a Tradovate that does not keep it.
         self.keeps_bracket_client_ids = True
         self._stopping = threading.Event()
@@ -188,7 +192,7 @@ class FakeTradovate:
     def base_url(self) -> str:
         """The REST base, ending in /v1 like Tradovate's."""
         assert self._server is not None, "the fake is not running"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self._server.server_address[1]}{self._instance}/v1"
 
     # --- faults ---------------------------------------------------------------------------------------------
 
@@ -315,7 +319,8 @@ class FakeTradovate:
         except ValueError:
             self._send(handler, _Reply(400, {"errorText": "Malformed JSON"}))
             return
-        path = split.path.removeprefix("/v1") if split.path.startswith("/v1/") else split.path
+        path = split.path.removeprefix(self._instance)
+        path = path.removeprefix("/v1") if path.startswith("/v1/") else path
         with self.lock:
             self.requests.append(
                 RecordedRequest(handler.command, path, query, _plain(body), dict(handler.headers.items()))
