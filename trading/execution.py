@@ -181,6 +181,7 @@ def _window_open() -> bool:
     global _redis_client
     try:
         if settings.REDIS_URL:
+            # Redis directly: Django's cache rounds timeouts to whole seconds, and the window is a tenth.
             if _redis_client is None:
                 _redis_client = redis.Redis.from_url(settings.REDIS_URL)
             milliseconds = int(DISPATCH_WINDOW_SECONDS * 1000)
@@ -191,19 +192,20 @@ def _window_open() -> bool:
         return True
 
 
+def _recorder_heads(signals: QuerySet) -> list[int]:
+    """The oldest of `signals` for each recorder, oldest first."""
+    return list(
+        signals.values("recorder_id").annotate(head=Min("pk")).order_by("head").values_list("head", flat=True)
+    )
+
+
 def signals_dispatch() -> int:
     """Queue the oldest pending signal of every recorder that has one; return how many were queued.
 
     Each task works through its recorder's backlog in order (see _in_order), so one message per recorder
     is enough however many alerts arrived.
     """
-    heads = list(
-        Signal.objects.filter(status=Signal.Status.PENDING)
-        .values("recorder_id")
-        .annotate(head=Min("pk"))
-        .order_by("head")
-        .values_list("head", flat=True)
-    )
+    heads = _recorder_heads(Signal.objects.filter(status=Signal.Status.PENDING))
     for signal_id in heads:
         _publish("signal_process", signal_id)
     return len(heads)
@@ -510,6 +512,15 @@ def _claimable(now: datetime, pending: str, working: str) -> Q:
     )
 
 
+def _claim(rows: QuerySet, now: datetime, pending: str, working: str, lease: timedelta) -> uuid.UUID | None:
+    """Claim a row with a lease by one conditional UPDATE; the token proves the claim (None: not claimed)."""
+    token = uuid.uuid4()
+    claimed = rows.filter(_claimable(now, pending, working)).update(
+        status=working, claim_token=token, lease_expires_at=now + lease, attempts=F("attempts") + 1
+    )
+    return token if claimed else None
+
+
 def _staleness(signal: Signal, max_age_seconds: int, now: datetime) -> str | None:
     """Return why the signal is too old to trade (measured from its alert time when earlier), else None."""
     reference = signal.received_at
@@ -599,18 +610,14 @@ def _in_order(
 
 def _signal_process_one(signal_id: int, now: datetime) -> str:
     """Claim one signal with a lease and judge it; "not-claimed" when someone else holds it or it is done."""
-    token = uuid.uuid4()
-    claimed = (
-        Signal.objects.filter(pk=signal_id)
-        .filter(_claimable(now, Signal.Status.PENDING, Signal.Status.PROCESSING))
-        .update(
-            status=Signal.Status.PROCESSING,
-            claim_token=token,
-            lease_expires_at=now + SIGNAL_LEASE,
-            attempts=F("attempts") + 1,
-        )
+    token = _claim(
+        Signal.objects.filter(pk=signal_id),
+        now,
+        Signal.Status.PENDING,
+        Signal.Status.PROCESSING,
+        SIGNAL_LEASE,
     )
-    if not claimed:
+    if token is None:
         return "not-claimed"
     try:
         with transaction.atomic():
@@ -742,18 +749,14 @@ def trader_signal_execute(*, decision_id: int, now: datetime | None = None) -> s
 
 def _decision_execute_one(decision_id: int, now: datetime) -> str:
     """Claim one decision with a lease, plan it on its first run and send its orders."""
-    token = uuid.uuid4()
-    claimed = (
-        Decision.objects.filter(pk=decision_id)
-        .filter(_claimable(now, Decision.Status.PENDING, Decision.Status.EXECUTING))
-        .update(
-            status=Decision.Status.EXECUTING,
-            claim_token=token,
-            lease_expires_at=now + DECISION_LEASE,
-            attempts=F("attempts") + 1,
-        )
+    token = _claim(
+        Decision.objects.filter(pk=decision_id),
+        now,
+        Decision.Status.PENDING,
+        Decision.Status.EXECUTING,
+        DECISION_LEASE,
     )
-    if not claimed:
+    if token is None:
         return "not-claimed"
     decision = Decision.objects.select_related(
         "signal", "trader", "trader__account", "trader__recorder", "trader__account__owner"
@@ -2134,16 +2137,12 @@ def signals_sweep(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -> S
     now = now or timezone.now()
     old = now - SWEEP_PENDING_AFTER
     # One message per recorder: its task works through the recorder's backlog in order.
-    signal_ids = list(
+    signal_ids = _recorder_heads(
         Signal.objects.filter(
             Q(status=Signal.Status.PENDING, received_at__lt=old)
             | Q(status=Signal.Status.PROCESSING, lease_expires_at__lt=now)
         )
-        .values("recorder_id")
-        .annotate(head=Min("pk"))
-        .order_by("head")
-        .values_list("head", flat=True)[:batch]
-    )
+    )[:batch]
     decision_ids = list(
         Decision.objects.filter(
             Q(status=Decision.Status.PENDING, created_at__lt=old)
