@@ -636,15 +636,25 @@ def test_a_lock_out_rests_the_login_for_the_hour_then_reconciliation_resumes_it(
 # --- unknown outcomes ---------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def bracket_timing_out(client, queue, django_capture_on_commit_callbacks, fake, account, recorder, settings):
+    """Send an alert whose placeoso is answered after the timeout; return its orders by plan key."""
+
+    def send() -> dict[str, Order]:
+        settings.TRADOVATE_TIMEOUT = (1.0, 0.3)
+        trade_on(recorder, account)
+        fake.slow_next(OSO, seconds=1.0)
+        send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+        return orders(broker_account=account)
+
+    return send
+
+
 def test_bracket_exits_held_without_our_client_ids_are_adopted_through_their_entry(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder, settings
+    fake, account, bracket_timing_out
 ):
-    settings.TRADOVATE_TIMEOUT = (1.0, 0.3)
     fake.keeps_bracket_client_ids = False
-    trade_on(recorder, account)
-    fake.slow_next(OSO, seconds=1.0)
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
-    placed = orders(broker_account=account)
+    placed = bracket_timing_out()
     assert {order.status for order in placed.values()} == {"unknown"}
 
     report = reconcile(account, now=timezone.now() + timedelta(seconds=45))
@@ -664,15 +674,9 @@ def test_bracket_exits_held_without_our_client_ids_are_adopted_through_their_ent
     assert len(fake.bodies(OSO)) == 1
 
 
-def test_a_bracket_exit_is_not_judged_before_its_entry_is_settled(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder, settings
-):
-    settings.TRADOVATE_TIMEOUT = (1.0, 0.3)
+def test_a_bracket_exit_is_not_judged_before_its_entry_is_settled(fake, bracket_timing_out):
     fake.keeps_bracket_client_ids = False
-    trade_on(recorder, account)
-    fake.slow_next(OSO, seconds=1.0)
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
-    placed = orders(broker_account=account)
+    placed = bracket_timing_out()
 
     # The sweeper's tasks may run in any order: the stop's comes first here.
     stop = execution.order_settle(order_id=placed["sl1"].pk)
@@ -683,15 +687,10 @@ def test_a_bracket_exit_is_not_judged_before_its_entry_is_settled(
 
 
 def test_a_bracket_that_timed_out_is_never_resent_and_reconciliation_adopts_the_one_at_the_broker(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder, settings
+    fake, account, bracket_timing_out
 ):
-    settings.TRADOVATE_TIMEOUT = (1.0, 0.3)
-    trade_on(recorder, account)
-    fake.slow_next(OSO, seconds=1.0)
+    placed = bracket_timing_out()
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
-
-    placed = orders(broker_account=account)
     assert {order.status for order in placed.values()} == {"unknown"}
     assert "Do not send it again" in placed["entry"].error
     assert Decision.objects.get().status == Decision.Status.UNSETTLED
