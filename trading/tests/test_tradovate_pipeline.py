@@ -355,42 +355,27 @@ def test_the_protection_of_an_added_contract_replaces_the_old_as_automated_oco_p
 
     # The old exits are cancelled first, then the add goes to market, then one OCO pair per target for
     # the whole position from the expected average.
+    def pair(take_profit: str, price: int, stop: str) -> tuple[str, dict]:
+        stop_leg = {
+            "action": "Sell",
+            "orderType": "Stop",
+            "stopPrice": 4998,
+            "timeInForce": "GTC",
+            "clOrdId": added[stop].client_id,
+        }
+        limit = body(take_profit, "Sell", 1, orderType="Limit", price=price, timeInForce="GTC")
+        return OCO, {**limit, "other": stop_leg}
+
     changes = order_changes(fake)[before:]
-    assert sorted(changes[:2], key=lambda change: change[1]["orderId"]) == sorted(
-        [
-            (CANCEL, {"orderId": int(first["tp1"].broker_order_id), "isAutomated": True}),
-            (CANCEL, {"orderId": int(first["sl1"].broker_order_id), "isAutomated": True}),
-        ],
-        key=lambda change: change[1]["orderId"],
-    )
+    assert {(path, change["orderId"]) for path, change in changes[:2]} == {
+        (CANCEL, int(first["tp1"].broker_order_id)),
+        (CANCEL, int(first["sl1"].broker_order_id)),
+    }
+    assert all(change == {"orderId": change["orderId"], "isAutomated": True} for _, change in changes[:2])
     assert changes[2:] == [
         (PLACE, body("entry", "Buy", 1, orderType="Market", timeInForce="Day")),
-        (
-            OCO,
-            {
-                **body("tp1", "Sell", 1, orderType="Limit", price=5001, timeInForce="GTC"),
-                "other": {
-                    "action": "Sell",
-                    "orderType": "Stop",
-                    "stopPrice": 4998,
-                    "timeInForce": "GTC",
-                    "clOrdId": added["sl1"].client_id,
-                },
-            },
-        ),
-        (
-            OCO,
-            {
-                **body("tp2", "Sell", 1, orderType="Limit", price=5002, timeInForce="GTC"),
-                "other": {
-                    "action": "Sell",
-                    "orderType": "Stop",
-                    "stopPrice": 4998,
-                    "timeInForce": "GTC",
-                    "clOrdId": added["sl2"].client_id,
-                },
-            },
-        ),
+        pair("tp1", 5001, "sl1"),
+        pair("tp2", 5002, "sl2"),
     ]
     assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 2
 
