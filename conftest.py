@@ -55,12 +55,12 @@ def _contract_table(request):
 @pytest.fixture(autouse=True)
 def _fresh_webhook_state(monkeypatch) -> None:
     """Each test starts without the webhook's cached recorders and with a dispatch window of its own."""
-    from trading import execution  # needs Django set up, which fixtures have
+    from trading.services import queue  # needs Django set up, which fixtures have
     from webhooks.services import recorder_cache_clear
 
     recorder_cache_clear()
-    monkeypatch.setattr(execution, "_window_ends", 0.0)
-    monkeypatch.setattr(execution, "DISPATCH_WINDOW_KEY", f"test-dispatch-window-{uuid.uuid4().hex}")
+    queue.dispatch_window_forget()
+    monkeypatch.setattr(queue, "DISPATCH_WINDOW_KEY", f"test-dispatch-window-{uuid.uuid4().hex}")
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,6 @@ PYTHON = sys.executable
 
 SETUP = """
 from django.contrib.auth import get_user_model
-from trading.services import recorder_create
 import secrets
 user = get_user_model().objects.create_user(
     "bench-" + secrets.token_hex(4), "bench@example.com", secrets.token_urlsafe(16),

@@ -4,7 +4,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from trading import services
 from trading.models import (
     BrokerAccount,
     BrokerSubAccount,
@@ -108,7 +107,7 @@ class BrokerAccountAdmin(admin.ModelAdmin):
     @admin.action(description="Clear 'needs attention' on the selected accounts")
     def mark_active(self, request: HttpRequest, queryset: QuerySet[BrokerAccount]) -> None:
         for account in queryset:
-            services.broker_account_mark_active(account=account)
+            broker_accounts.broker_account_mark_active(account=account)
         self.message_user(request, f"{queryset.count()} account(s) marked active.", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -147,7 +146,7 @@ class RecorderAdmin(admin.ModelAdmin):
     @admin.action(description="Regenerate the webhook token (the old URL stops working)")
     def regenerate_webhook_token(self, request: HttpRequest, queryset: QuerySet[Recorder]) -> None:
         for recorder in queryset:
-            services.recorder_regenerate_webhook_token(recorder=recorder)
+            recorders.recorder_regenerate_webhook_token(recorder=recorder)
         self.message_user(
             request, f"{queryset.count()} recorder(s) have a new webhook URL.", messages.WARNING
         )
@@ -155,7 +154,7 @@ class RecorderAdmin(admin.ModelAdmin):
     @admin.action(description="Reset the virtual performance record")
     def reset_performance(self, request: HttpRequest, queryset: QuerySet[Recorder]) -> None:
         for recorder in queryset:
-            services.recorder_reset_performance(recorder=recorder)
+            recorders.recorder_reset_performance(recorder=recorder)
         self.message_user(request, f"{queryset.count()} recorder(s) reset.", messages.SUCCESS)
 
 
@@ -246,6 +245,7 @@ class ContractSpecAdmin(admin.ModelAdmin):
 from trading import execution_admin  # noqa: E402, F401  (registers the execution admin)
 from trading.execution_admin import ReadOnlyAdmin  # noqa: E402
 from trading.models import ReconcileAction, ReconcileRun  # noqa: E402
+from trading.services import broker_accounts, recorders
 
 
 class ReconcileActionInline(admin.TabularInline):

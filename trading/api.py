@@ -11,9 +11,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import IsApprovedUser
-from trading import services
 from trading.models import BrokerAccount, Recorder, Trader, TraderSubAccount
 from trading.serializers import BrokerAccountSerializer, RecorderSerializer, TraderSerializer
+from trading.services import broker_accounts, recorders, traders
 
 
 class OwnedViewSet(viewsets.ModelViewSet):
@@ -35,7 +35,7 @@ class BrokerAccountViewSet(OwnedViewSet):
         )
 
     def perform_destroy(self, instance: BrokerAccount) -> None:
-        services.broker_account_delete(account=instance)
+        broker_accounts.broker_account_delete(account=instance)
 
 
 class RecorderViewSet(OwnedViewSet):
@@ -55,13 +55,13 @@ class RecorderViewSet(OwnedViewSet):
         return recorders.select_related("owner").prefetch_related("targets").order_by("pk")
 
     def perform_destroy(self, instance: Recorder) -> None:
-        services.recorder_delete(recorder=instance)
+        recorders.recorder_delete(recorder=instance)
 
     @action(detail=True, methods=["post"], url_path="regenerate-token")
     def regenerate_token(self, request: Request, pk: str | None = None) -> Response:
         """Give the recorder a new webhook token; the old URL stops working at once."""
         recorder = self.get_object()
-        services.recorder_regenerate_webhook_token(recorder=recorder)
+        recorders.recorder_regenerate_webhook_token(recorder=recorder)
         return Response(self.get_serializer(recorder).data)
 
 
@@ -83,4 +83,4 @@ class TraderViewSet(OwnedViewSet):
         )
 
     def perform_destroy(self, instance: Trader) -> None:
-        services.trader_delete(trader=instance)
+        traders.trader_delete(trader=instance)

@@ -6,7 +6,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from trading import execution
 from trading.models import (
     Decision,
     Fill,
@@ -19,6 +18,7 @@ from trading.models import (
     Position,
     Signal,
 )
+from trading.services import killswitches, orders, sweep
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -104,7 +104,7 @@ class SignalAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Queue the selected unfinished signals again")
     def queue_again(self, request: HttpRequest, queryset: QuerySet[Signal]) -> None:
-        count = execution.signals_requeue(signal_ids=list(queryset.values_list("pk", flat=True)))
+        count = sweep.signals_requeue(signal_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(
             request, f"Queued {count} unfinished signal(s); finished ones are left as they are."
         )
@@ -143,7 +143,7 @@ class OrderAdmin(ReadOnlyAdmin):
     def settle(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         settled = 0
         for order_id in queryset.filter(status=Order.Status.UNKNOWN).values_list("pk", flat=True):
-            order = execution.order_settle(order_id=order_id)
+            order = orders.order_settle(order_id=order_id)
             settled += order is not None and order.status != Order.Status.UNKNOWN
         self.message_user(request, f"{settled} unknown order(s) settled.", messages.INFO)
 
@@ -197,7 +197,7 @@ class KillSwitchAdmin(admin.ModelAdmin):
         return self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: KillSwitch, form, change: bool) -> None:
-        switch = execution.killswitch_set(
+        switch = killswitches.killswitch_set(
             engaged=obj.engaged,
             user=obj.user if obj.scope == KillSwitch.Scope.USER else None,
             account=obj.broker_account if obj.scope == KillSwitch.Scope.ACCOUNT else None,
@@ -208,7 +208,7 @@ class KillSwitchAdmin(admin.ModelAdmin):
 
     def _switch(self, request: HttpRequest, queryset: QuerySet[KillSwitch], engaged: bool) -> None:
         for switch in queryset.select_related("user", "broker_account"):
-            execution.killswitch_set(
+            killswitches.killswitch_set(
                 engaged=engaged,
                 user=switch.user if switch.scope == KillSwitch.Scope.USER else None,
                 account=switch.broker_account if switch.scope == KillSwitch.Scope.ACCOUNT else None,

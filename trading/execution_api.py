@@ -11,8 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsApprovedUser
-from trading import execution, execution_selectors
+from trading import execution_selectors
 from trading.models import Decision, Order, Position, Signal
+from trading.services import contracts, prices
 from trading.symbols import SymbolError
 
 PERMISSIONS = [permissions.IsAuthenticated, IsApprovedUser]
@@ -193,12 +194,12 @@ class PriceSerializer(serializers.Serializer):
 
     symbol = serializers.CharField(max_length=64)
     price = serializers.DecimalField(
-        max_digits=18, decimal_places=8, min_value=Decimal("0.00000001"), max_value=execution.MAX_PRICE - 1
+        max_digits=18, decimal_places=8, min_value=Decimal("0.00000001"), max_value=prices.MAX_PRICE - 1
     )
 
     def validate_symbol(self, value: str) -> str:
         try:
-            return execution.contract_root(value)
+            return contracts.contract_root(value)
         except SymbolError as error:
             raise serializers.ValidationError(str(error)) from None
 
@@ -212,7 +213,7 @@ class PriceView(APIView):
     def post(self, request: Request) -> Response:
         serializer = PriceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        update = execution.price_record(
+        update = prices.price_record(
             owner=request.user,
             symbol=serializer.validated_data["symbol"],
             price=serializer.validated_data["price"],

@@ -14,8 +14,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.decorators import approved_required
-from trading import execution, execution_selectors
+from trading import execution_selectors
 from trading.models import BrokerAccount, Order, Signal
+from trading.services import killswitches
 
 PAGE_SIZE = 50
 
@@ -146,15 +147,17 @@ def killswitch_toggle(request: HttpRequest) -> HttpResponse:
         account = get_object_or_404(
             BrokerAccount.objects.owned_by(request.user), pk=_int(request.POST.get("account"))
         )
-        execution.killswitch_set(engaged=engaged, account=account, changed_by=request.user, reason=reason)
+        killswitches.killswitch_set(engaged=engaged, account=account, changed_by=request.user, reason=reason)
         subject = f"Orders to {account.name}"
     elif scope == "global":
         if not request.user.is_staff:
             raise Http404("Only staff can stop everyone's trading.")
-        execution.killswitch_set(engaged=engaged, changed_by=request.user, reason=reason)
+        killswitches.killswitch_set(engaged=engaged, changed_by=request.user, reason=reason)
         subject = "Orders for every user"
     else:
-        execution.killswitch_set(engaged=engaged, user=request.user, changed_by=request.user, reason=reason)
+        killswitches.killswitch_set(
+            engaged=engaged, user=request.user, changed_by=request.user, reason=reason
+        )
         subject = "All your orders"
     if engaged:
         messages.warning(

@@ -19,7 +19,7 @@ from trading.models import (
     Recorder,
     Trader,
 )
-from trading.services import RECORDER_FIELDS
+from trading.services.recorders import RECORDER_FIELDS
 
 TIME_INPUT = forms.TimeInput(attrs={"type": "time", "step": 60}, format="%H:%M")
 BOOLEAN_OVERRIDE_FIELDS = (

@@ -11,7 +11,7 @@ from django.views.decorators.debug import sensitive_variables
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-from trading import selectors, services
+from trading import selectors
 from trading.models import (
     MAX_TP_TARGETS,
     PLAN_SETTING_FIELDS,
@@ -20,7 +20,10 @@ from trading.models import (
     Recorder,
     Trader,
 )
-from trading.services import RECORDER_FIELDS, TRADER_FIELDS, UNSET
+from trading.services import broker_accounts, recorders, traders
+from trading.services.recorders import RECORDER_FIELDS
+from trading.services.traders import TRADER_FIELDS
+from trading.services.validation import UNSET
 
 
 def as_api_error(error: DjangoValidationError) -> serializers.ValidationError:
@@ -127,13 +130,15 @@ class BrokerAccountSerializer(ServiceSerializerMixin, serializers.ModelSerialize
 
     @sensitive_variables("validated_data")
     def create(self, validated_data: dict[str, Any]) -> BrokerAccount:
-        return self.run(services.broker_account_create, owner=self.context["request"].user, **validated_data)
+        return self.run(
+            broker_accounts.broker_account_create, owner=self.context["request"].user, **validated_data
+        )
 
     @sensitive_variables("validated_data")
     def update(self, instance: BrokerAccount, validated_data: dict[str, Any]) -> BrokerAccount:
         validated_data.pop("kind", None)
         return self.run(
-            services.broker_account_update,
+            broker_accounts.broker_account_update,
             account=instance,
             name=validated_data.get("name"),
             is_demo=validated_data.get("is_demo"),
@@ -206,12 +211,15 @@ class RecorderSerializer(ServiceSerializerMixin, serializers.ModelSerializer):
     def create(self, validated_data: dict[str, Any]) -> Recorder:
         targets = validated_data.pop("targets", [])
         return self.run(
-            services.recorder_create, owner=self.context["request"].user, tp_targets=targets, **validated_data
+            recorders.recorder_create,
+            owner=self.context["request"].user,
+            tp_targets=targets,
+            **validated_data,
         )
 
     def update(self, instance: Recorder, validated_data: dict[str, Any]) -> Recorder:
         targets = validated_data.pop("targets", None)
-        return self.run(services.recorder_update, recorder=instance, tp_targets=targets, **validated_data)
+        return self.run(recorders.recorder_update, recorder=instance, tp_targets=targets, **validated_data)
 
 
 # --- traders ------------------------------------------------------------------------------------------------
@@ -311,7 +319,7 @@ class TraderSerializer(ServiceSerializerMixin, serializers.ModelSerializer):
     def create(self, validated_data: dict[str, Any]) -> Trader:
         links = self._links(validated_data)
         return self.run(
-            services.trader_create,
+            traders.trader_create,
             owner=self.context["request"].user,
             recorder=validated_data["recorder"],
             account=validated_data["account"],
@@ -322,7 +330,7 @@ class TraderSerializer(ServiceSerializerMixin, serializers.ModelSerializer):
 
     def update(self, instance: Trader, validated_data: dict[str, Any]) -> Trader:
         return self.run(
-            services.trader_update,
+            traders.trader_update,
             trader=instance,
             recorder=validated_data.get("recorder"),
             account=validated_data.get("account"),

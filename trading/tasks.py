@@ -1,44 +1,46 @@
-"""Celery tasks of the trading pipeline: thin wrappers that take ids and call trading.execution services.
+"""Celery tasks of the trading pipeline: thin wrappers that take ids and call trading.services.
 
 Every task here is idempotent: claims and conditional updates make a re-delivered or doubled message harmless.
-Routed to the `orders` queue by CELERY_TASK_ROUTES ("trading.tasks.*").
+Routed to the `orders` queue by CELERY_TASK_ROUTES ("trading.tasks.*"), reconciliation to `reconcile`.
 """
 
 from celery import shared_task
 
-from trading import execution, reconciliation
+from trading.claims import WAIT_FOR_EARLIER_SECONDS
+from trading.errors import RetryLater, WaitForEarlier
+from trading.services import decisions, execution, orders, queue, reconciliation, signals, sweep
 
 
-@shared_task(name="trading.tasks.signal_process")
+@shared_task(name=queue.SIGNAL_PROCESS)
 def signal_process(signal_id: int) -> str:
     """Take a stored signal through its recorder and fan it out to its traders, in order of arrival."""
     try:
-        return execution.signal_process(signal_id=signal_id)
-    except execution.WaitForEarlier:
-        signal_process.apply_async(args=[signal_id], countdown=execution.WAIT_FOR_EARLIER_SECONDS)
+        return signals.signal_process(signal_id=signal_id)
+    except WaitForEarlier:
+        signal_process.apply_async(args=[signal_id], countdown=WAIT_FOR_EARLIER_SECONDS)
         return "waiting"
 
 
 # A dispatch only matters fresh: after a worker outage the sweeper re-queues every recorder's backlog anyway,
 # so a pile of old dispatches is dropped instead of each fanning out again.
-@shared_task(name="trading.tasks.signals_dispatch", expires=execution.DISPATCH_EXPIRES_SECONDS)
+@shared_task(name=queue.SIGNALS_DISPATCH, expires=queue.DISPATCH_EXPIRES_SECONDS)
 def signals_dispatch() -> int:
     """Queue the oldest pending signal of every recorder that has any (woken by the webhook)."""
-    return execution.signals_dispatch()
+    return signals.signals_dispatch()
 
 
-@shared_task(bind=True, name="trading.tasks.trader_signal_execute", max_retries=len(execution.RETRY_BACKOFF))
+@shared_task(bind=True, name=queue.TRADER_SIGNAL_EXECUTE, max_retries=len(execution.RETRY_BACKOFF))
 def trader_signal_execute(self, decision_id: int) -> str:
     """Plan and send one trader's orders for one signal; retried with backoff while the broker is down."""
     try:
         return execution.trader_signal_execute(decision_id=decision_id)
-    except execution.WaitForEarlier:
+    except WaitForEarlier:
         # Not a failure: a fresh message, so the broker's retry budget is left whole.
-        trader_signal_execute.apply_async(args=[decision_id], countdown=execution.WAIT_FOR_EARLIER_SECONDS)
+        trader_signal_execute.apply_async(args=[decision_id], countdown=WAIT_FOR_EARLIER_SECONDS)
         return "waiting"
-    except execution.RetryLater as retry:
+    except RetryLater as retry:
         if self.request.retries >= self.max_retries:
-            execution.decision_abandon(
+            decisions.decision_abandon(
                 decision_id=decision_id, reason=f"the broker stayed unavailable ({retry.message})"
             )
             return "abandoned"
@@ -46,17 +48,17 @@ def trader_signal_execute(self, decision_id: int) -> str:
         raise self.retry(countdown=countdown) from None
 
 
-@shared_task(name="trading.tasks.order_settle")
+@shared_task(name=queue.ORDER_SETTLE)
 def order_settle(order_id: int) -> str:
     """Look up an order whose outcome is unknown at the broker, without sending it again."""
-    order = execution.order_settle(order_id=order_id)
+    order = orders.order_settle(order_id=order_id)
     return order.status if order is not None else "missing"
 
 
 @shared_task(name="trading.tasks.signals_sweep")
 def signals_sweep() -> dict:
     """Re-queue signals and decisions left behind by a lost message or a dead worker."""
-    report = execution.signals_sweep()
+    report = sweep.signals_sweep()
     return {
         "signals": report.signals,
         "decisions": report.decisions,

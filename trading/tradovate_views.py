@@ -22,11 +22,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import approved_required
-from trading import services
 from trading.brokers.base import BrokerError
 from trading.brokers.tradovate import authorize_url
 from trading.forms import TradovateConnectForm
 from trading.models import BrokerAccount
+from trading.services import broker_accounts
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def tradovate_oauth_callback(request: HttpRequest) -> HttpResponse:
                 request, form, error=f"The account to connect no longer exists. {START_AGAIN}", status=400
             )
     try:
-        account = services.broker_account_connect_oauth(
+        account = broker_accounts.broker_account_connect_oauth(
             owner=request.user,
             code=request.GET["code"],
             redirect_uri=pending["redirect_uri"],
@@ -139,7 +139,7 @@ def tradovate_oauth_callback(request: HttpRequest) -> HttpResponse:
     messages.success(
         request, f"{account.name} is connected to Tradovate ({account.environment_label.lower()})."
     )
-    check = services.broker_account_check_connection(account=account)
+    check = broker_accounts.broker_account_check_connection(account=account)
     return render(request, "trading/tradovate/connection.html", {"account": account, "check": check})
 
 
@@ -148,7 +148,7 @@ def tradovate_oauth_callback(request: HttpRequest) -> HttpResponse:
 def broker_account_test(request: HttpRequest, pk: int) -> HttpResponse:
     """Test an account's connection: the accounts of its login with their balances, and the choice of them."""
     account = get_object_or_404(BrokerAccount.objects.owned_by(request.user), pk=pk)
-    check = services.broker_account_check_connection(account=account)
+    check = broker_accounts.broker_account_check_connection(account=account)
     account.refresh_from_db()
     return render(
         request, "trading/tradovate/connection.html", {"account": account, "check": check}, status=200
@@ -161,7 +161,7 @@ def broker_account_subaccounts(request: HttpRequest, pk: int) -> HttpResponse:
     """Trade exactly the ticked accounts of the login."""
     account = get_object_or_404(BrokerAccount.objects.owned_by(request.user), pk=pk)
     try:
-        rows = services.broker_account_choose_subaccounts(
+        rows = broker_accounts.broker_account_choose_subaccounts(
             account=account, chosen_ids=request.POST.getlist("subaccount")
         )
     except ValidationError as error:

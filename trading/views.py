@@ -14,7 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import approved_required
-from trading import selectors, services
+from trading import selectors
 from trading.forms import (
     BrokerAccountCreateForm,
     BrokerAccountUpdateForm,
@@ -24,6 +24,7 @@ from trading.forms import (
     target_formset,
 )
 from trading.models import BrokerAccount, Recorder, Trader, TraderSubAccount
+from trading.services import broker_accounts, recorders, traders
 
 PAGE_SIZE = 50
 RECENT_RECONCILE_ACTIONS = 10
@@ -85,7 +86,7 @@ def recorder_create(request: HttpRequest) -> HttpResponse:
     targets = target_formset(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid() and targets.is_valid():
         try:
-            recorder = services.recorder_create(
+            recorder = recorders.recorder_create(
                 owner=request.user, tp_targets=targets.targets(), **form.service_fields()
             )
         except ValidationError as error:
@@ -124,7 +125,7 @@ def recorder_detail(request: HttpRequest, pk: int) -> HttpResponse:
         targets = target_formset(request.POST)
         if form.is_valid() and targets.is_valid():
             try:
-                services.recorder_update(
+                recorders.recorder_update(
                     recorder=recorder, tp_targets=targets.targets(), **form.service_fields()
                 )
             except ValidationError as error:
@@ -158,7 +159,7 @@ def _equity_chart(recorder: Recorder) -> dict:
 def recorder_regenerate_token(request: HttpRequest, pk: int) -> HttpResponse:
     """Replace the recorder's webhook token; the old URL stops working."""
     recorder = _owned_recorder(request, pk)
-    services.recorder_regenerate_webhook_token(recorder=recorder)
+    recorders.recorder_regenerate_webhook_token(recorder=recorder)
     messages.warning(
         request,
         "A new webhook URL was created and the old one no longer works. Update your TradingView alerts.",
@@ -171,7 +172,7 @@ def recorder_regenerate_token(request: HttpRequest, pk: int) -> HttpResponse:
 def recorder_reset_performance(request: HttpRequest, pk: int) -> HttpResponse:
     """Forget the recorder's virtual trades and start its record again."""
     recorder = _owned_recorder(request, pk)
-    services.recorder_reset_performance(recorder=recorder)
+    recorders.recorder_reset_performance(recorder=recorder)
     messages.success(request, f"The performance record of {recorder.name} starts again from now.")
     return redirect("recorder-detail", pk=recorder.pk)
 
@@ -182,7 +183,7 @@ def recorder_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a recorder with its traders."""
     recorder = _owned_recorder(request, pk)
     name = recorder.name
-    services.recorder_delete(recorder=recorder)
+    recorders.recorder_delete(recorder=recorder)
     messages.success(request, f"Recorder {name} deleted.")
     return redirect("recorder-list")
 
@@ -222,7 +223,7 @@ def _save_trader(request: HttpRequest, form: TraderForm, targets, trader: Trader
     target_items = targets.targets() if form.cleaned_data.get("tp_targets_overridden") else None
     try:
         if trader is None:
-            return services.trader_create(
+            return traders.trader_create(
                 owner=request.user,
                 recorder=form.cleaned_data["recorder"],
                 account=form.cleaned_data["account"],
@@ -230,7 +231,7 @@ def _save_trader(request: HttpRequest, form: TraderForm, targets, trader: Trader
                 tp_targets=target_items,
                 **form.service_fields(),
             )
-        return services.trader_update(
+        return traders.trader_update(
             trader=trader,
             recorder=form.cleaned_data["recorder"],
             account=form.cleaned_data["account"],
@@ -288,7 +289,7 @@ def trader_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def trader_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a trader."""
     trader = get_object_or_404(Trader.objects.owned_by(request.user), pk=pk)
-    services.trader_delete(trader=trader)
+    traders.trader_delete(trader=trader)
     messages.success(request, "Trader deleted.")
     return redirect("trader-list")
 
@@ -326,7 +327,7 @@ def broker_account_create(request: HttpRequest) -> HttpResponse:
 def _create_account(request: HttpRequest, form: BrokerAccountCreateForm) -> BrokerAccount | None:
     data = form.cleaned_data
     try:
-        return services.broker_account_create(
+        return broker_accounts.broker_account_create(
             owner=request.user,
             name=data["name"],
             kind=data["kind"],
@@ -367,7 +368,7 @@ def broker_account_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def _update_account(form: BrokerAccountUpdateForm, account: BrokerAccount) -> bool:
     data = form.cleaned_data
     try:
-        services.broker_account_update(
+        broker_accounts.broker_account_update(
             account=account,
             name=data["name"],
             is_demo=data.get("is_demo"),
@@ -386,6 +387,6 @@ def broker_account_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """Delete a broker account with its traders."""
     account = get_object_or_404(BrokerAccount.objects.owned_by(request.user), pk=pk)
     name = account.name
-    services.broker_account_delete(account=account)
+    broker_accounts.broker_account_delete(account=account)
     messages.success(request, f"Account {name} deleted.")
     return redirect(reverse("broker-account-list"))

@@ -11,9 +11,9 @@ from ipaddress import ip_address
 
 from django.conf import settings
 
-from trading.execution import IncomingAlert
 from trading.models import Recorder
 from trading.selectors import MAX_TOKEN_LENGTH, webhook_token_digest
+from trading.services.signals import IncomingAlert
 from webhooks.addresses import IPNetwork, address_allowed, client_address, parse_networks
 from webhooks.parsing import AlertRejection, ParsedAlert, alert_fingerprint, parse_alert
 

@@ -15,7 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from trading.execution import signal_accept
+from trading.services.signals import signal_accept
 from webhooks import services
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import pytest
 
 from justtrades.wsgi import application
 from trading.models import Signal
-from trading.tests.execution_support import queue  # noqa: F401  fixture: nothing is sent to a broker
+from trading.tests.execution_support import task_queue  # noqa: F401  fixture: nothing is sent to a broker
 from trading.tests.factories import RecorderFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # a real request cycle: connections open and close
@@ -43,7 +43,7 @@ def _hosts(settings):
     settings.WEBHOOK_ALLOWED_IPS = []
 
 
-def test_an_alert_is_stored_and_answered_without_going_through_the_middleware(queue):  # noqa: F811
+def test_an_alert_is_stored_and_answered_without_going_through_the_middleware(task_queue):  # noqa: F811
     recorder = RecorderFactory(symbol="ES")
 
     status, headers, content = serve("POST", f"/webhook/{recorder.webhook_token}", b'{"action": "buy"}')
@@ -53,7 +53,7 @@ def test_an_alert_is_stored_and_answered_without_going_through_the_middleware(qu
     assert json.loads(content) == {"status": "accepted", "signal": signal.pk}
     assert "Set-Cookie" not in headers
     assert "X-Frame-Options" not in headers  # the clickjacking middleware never saw it
-    assert queue.names() == ["signals_dispatch"]
+    assert task_queue.names() == ["signals_dispatch"]
 
 
 def test_an_alert_for_a_host_that_is_not_allowed_is_refused_and_not_stored():

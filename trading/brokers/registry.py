@@ -21,7 +21,7 @@ from trading.brokers.tradovate import (
     TradovateCredentials,
     TradovateToken,
 )
-from trading.leases import account_lease_release, account_lease_take
+from trading.claims import account_lease_release, account_lease_take
 from trading.models import BrokerAccount
 
 RENEWAL_LOCK_SECONDS = 60

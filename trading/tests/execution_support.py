@@ -15,10 +15,15 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from trading import execution
+from trading.brokers import registry
 from trading.brokers.base import BrokerUnavailable, OrderOutcomeUnknown, OrderRejected
 from trading.brokers.paper import PaperBroker, paper_account_id
+from trading.errors import RetryLater, WaitForEarlier
 from trading.models import BrokerAccount, Decision, Order, Signal
+from trading.services import queue
+from trading.services.execution import trader_signal_execute
+from trading.services.orders import order_settle
+from trading.services.signals import signal_process, signals_dispatch
 from trading.tests.factories import BrokerAccountFactory, RecorderFactory, TraderFactory, UserFactory
 
 __all__ = [
@@ -31,8 +36,8 @@ __all__ = [
     "faulty_broker",
     "make_trader",
     "orders_of",
-    "queue",
     "stored_signal",
+    "task_queue",
 ]
 
 
@@ -51,8 +56,16 @@ class TaskQueue:
     retries: list[tuple[int, str]] = field(default_factory=list)
     handled: list[tuple[str, int, Any]] = field(default_factory=list)
 
-    def publish(self, task_name: str, object_id: int | None, *, countdown: float | None = None) -> None:
-        self.messages.append((task_name, object_id))
+    def publish(
+        self,
+        task_name: str,
+        object_id: int | None,
+        *,
+        countdown: float | None = None,
+        expires: float | None = None,
+    ) -> None:
+        """Record a message under the task's short name (`signal_process` for `trading.tasks.signal_process`)."""
+        self.messages.append((task_name.rsplit(".", 1)[-1], object_id))
 
     def nudge(self) -> None:
         """What an accepted alert asks for: one dispatch (the window logic has its own tests)."""
@@ -66,7 +79,7 @@ class TaskQueue:
         with self.capture(execute=True):
             try:
                 result = self._run(name, object_id)
-            except execution.WaitForEarlier:
+            except WaitForEarlier:
                 self.messages.append((name, object_id))  # what the task does: look again a little later
                 result = "waiting"
         self.handled.append((name, object_id, result))
@@ -74,17 +87,17 @@ class TaskQueue:
 
     def _run(self, name: str, object_id: int) -> Any:
         if name == "signals_dispatch":
-            result = execution.signals_dispatch()
+            result = signals_dispatch()
         elif name == "signal_process":
-            result = execution.signal_process(signal_id=object_id)
+            result = signal_process(signal_id=object_id)
         elif name == "trader_signal_execute":
             try:
-                result = execution.trader_signal_execute(decision_id=object_id)
-            except execution.RetryLater as retry:
+                result = trader_signal_execute(decision_id=object_id)
+            except RetryLater as retry:
                 self.retries.append((object_id, retry.message))
                 result = "retry"
         elif name == "order_settle":
-            result = execution.order_settle(order_id=object_id)
+            result = order_settle(order_id=object_id)
         else:
             raise AssertionError(f"unexpected task {name}")
         return result
@@ -99,11 +112,11 @@ class TaskQueue:
 
 
 @pytest.fixture
-def queue(monkeypatch, django_capture_on_commit_callbacks) -> TaskQueue:
+def task_queue(monkeypatch, django_capture_on_commit_callbacks) -> TaskQueue:
     """The task queue, recorded instead of sent to a broker."""
     fake = TaskQueue(django_capture_on_commit_callbacks)
-    monkeypatch.setattr(execution, "_publish", fake.publish)
-    monkeypatch.setattr(execution, "signals_nudge", fake.nudge)
+    monkeypatch.setattr(queue, "task_publish", fake.publish)
+    monkeypatch.setattr(queue, "signals_nudge", fake.nudge)
     return fake
 
 
@@ -160,16 +173,16 @@ class FaultPlan:
 def faulty_broker(monkeypatch) -> FaultPlan:
     """Every paper account trades on a paper broker whose next order calls fail as the test says."""
     plan = FaultPlan()
-    real = execution.broker_for_account
+    real = registry.broker_for_account
 
-    def broker_for_account(account: BrokerAccount):
+    def broker_for_account(account: BrokerAccount, **options):
         if account.kind != BrokerAccount.Kind.PAPER:
-            return real(account)
+            return real(account, **options)
         broker = FaultyBroker(account)
         broker.plan = plan
         return broker
 
-    monkeypatch.setattr(execution, "broker_for_account", broker_for_account)
+    monkeypatch.setattr(registry, "broker_for_account", broker_for_account)
     return plan
 
 

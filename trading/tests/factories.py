@@ -3,8 +3,10 @@
 import factory
 from django.contrib.auth import get_user_model
 
-from trading import services
 from trading.models import BrokerAccount, Recorder, Trader
+from trading.services.broker_accounts import broker_account_create
+from trading.services.recorders import recorder_create
+from trading.services.traders import trader_create
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -35,7 +37,7 @@ class BrokerAccountFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, **kwargs):
-        return services.broker_account_create(**kwargs)
+        return broker_account_create(**kwargs)
 
 
 class TradovateAccountFactory(BrokerAccountFactory):
@@ -55,7 +57,7 @@ class RecorderFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, **kwargs):
-        return services.recorder_create(**kwargs)
+        return recorder_create(**kwargs)
 
 
 class TraderFactory(factory.django.DjangoModelFactory):
@@ -68,4 +70,4 @@ class TraderFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class, **kwargs):
         kwargs.setdefault("owner", kwargs["account"].owner)
-        return services.trader_create(**kwargs)
+        return trader_create(**kwargs)

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, Recorder, Trader
-from trading.services import broker_account_sync_subaccounts
+from trading.services.broker_accounts import broker_account_sync_subaccounts
 from trading.tests.factories import (
     BrokerAccountFactory,
     RecorderFactory,

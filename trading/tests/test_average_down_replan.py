@@ -6,10 +6,12 @@ from decimal import Decimal
 
 import pytest
 
-from trading import execution
+from trading.brokers import registry
 from trading.brokers.base import OrderOutcomeUnknown
 from trading.brokers.paper import PaperBroker
 from trading.models import Order, PaperOrder, PaperPosition, Signal
+from trading.services.prices import price_record
+from trading.services.sync import account_sync
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import make_trader, stored_signal
 from trading.tests.factories import RecorderFactory
@@ -30,9 +32,9 @@ def averaging_recorder(owner, **settings):
     return RecorderFactory(owner=owner, symbol="ES", **{**values, **AVERAGE_DOWN, **settings})
 
 
-def process(queue, signal: Signal) -> None:
-    queue.publish("signal_process", signal.pk)
-    queue.run()
+def process(task_queue, signal: Signal) -> None:
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run()
 
 
 def paper_position(trader) -> int:
@@ -53,14 +55,14 @@ def replanned(average_down: Order) -> dict[str, Order]:
 
 
 def test_an_average_down_fill_replaces_the_exits_with_ones_for_the_whole_position_from_its_new_average(
-    queue, owner
+    task_queue, owner
 ):
     trader = make_trader(averaging_recorder(owner))
-    process(queue, stored_signal(trader.recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(trader.recorder, price=Decimal("5000")))
     average_down = Order.objects.get(plan_key="avg1")
     first_exits = list(Order.objects.filter(plan_key__in=["tp1", "sl1"]))
 
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4999"))
+    price_record(owner=owner, symbol="ES", price=Decimal("4999"))
 
     assert paper_position(trader) == 2
     for order in first_exits:
@@ -81,49 +83,49 @@ def test_an_average_down_fill_replaces_the_exits_with_ones_for_the_whole_positio
 
 
 def test_the_take_profit_re_planned_after_an_average_down_closes_the_whole_position_and_its_stop(
-    queue, owner
+    task_queue, owner
 ):
     trader = make_trader(averaging_recorder(owner))
-    process(queue, stored_signal(trader.recorder, price=Decimal("5000")))
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4999"))
+    process(task_queue, stored_signal(trader.recorder, price=Decimal("5000")))
+    price_record(owner=owner, symbol="ES", price=Decimal("4999"))
 
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("5002"))
+    price_record(owner=owner, symbol="ES", price=Decimal("5002"))
 
     assert paper_position(trader) == 0
     assert working_paper(trader, "Limit", "Stop") == []
 
 
-def test_syncing_again_after_the_re_plan_sends_nothing_more(queue, owner):
+def test_syncing_again_after_the_re_plan_sends_nothing_more(task_queue, owner):
     trader = make_trader(averaging_recorder(owner))
-    process(queue, stored_signal(trader.recorder, price=Decimal("5000")))
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4999"))
+    process(task_queue, stored_signal(trader.recorder, price=Decimal("5000")))
+    price_record(owner=owner, symbol="ES", price=Decimal("4999"))
     orders_before = Order.objects.count()
     paper_before = PaperOrder.objects.count()
 
-    report = execution.account_sync(account=trader.account)
-    execution.account_sync(account=trader.account)
+    report = account_sync(account=trader.account)
+    account_sync(account=trader.account)
 
     assert report.protection_replanned == 0
     assert (Order.objects.count(), PaperOrder.objects.count()) == (orders_before, paper_before)
     assert working_paper(trader, "Stop") == [("Sell", 2, Decimal("4997.5"))]
 
 
-def test_a_short_position_is_re_planned_above_and_below_its_new_average(queue, owner):
+def test_a_short_position_is_re_planned_above_and_below_its_new_average(task_queue, owner):
     trader = make_trader(averaging_recorder(owner))
-    process(queue, stored_signal(trader.recorder, action="sell", price=Decimal("5000")))
+    process(task_queue, stored_signal(trader.recorder, action="sell", price=Decimal("5000")))
 
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("5001"))
+    price_record(owner=owner, symbol="ES", price=Decimal("5001"))
 
     assert paper_position(trader) == -2
     assert working_paper(trader, "Limit") == [("Buy", 2, Decimal("4998.5"))]
     assert working_paper(trader, "Stop") == [("Buy", 2, Decimal("5002.5"))]
 
 
-def test_the_re_planned_protection_uses_the_sub_account_multiplier(queue, owner):
+def test_the_re_planned_protection_uses_the_sub_account_multiplier(task_queue, owner):
     trader = make_trader(averaging_recorder(owner), multiplier=2)
-    process(queue, stored_signal(trader.recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(trader.recorder, price=Decimal("5000")))
 
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4999"))
+    price_record(owner=owner, symbol="ES", price=Decimal("4999"))
 
     assert paper_position(trader) == 4
     assert working_paper(trader, "Limit") == [("Sell", 4, Decimal("5001.5"))]
@@ -131,25 +133,25 @@ def test_the_re_planned_protection_uses_the_sub_account_multiplier(queue, owner)
 
 
 def test_no_new_protection_is_sent_while_the_old_exits_cannot_be_confirmed_cancelled(
-    queue, owner, monkeypatch
+    task_queue, owner, monkeypatch
 ):
     trader = make_trader(averaging_recorder(owner))
-    process(queue, stored_signal(trader.recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(trader.recorder, price=Decimal("5000")))
     average_down = Order.objects.get(plan_key="avg1")
 
     class CancelTimesOut(PaperBroker):
         def cancel_order(self, broker_order_id):
             raise OrderOutcomeUnknown("The cancel timed out: check before sending it again.")
 
-    monkeypatch.setattr(execution, "broker_for_account", lambda account: CancelTimesOut(account))
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4999"))
+    monkeypatch.setattr(registry, "broker_for_account", lambda account, **options: CancelTimesOut(account))
+    price_record(owner=owner, symbol="ES", price=Decimal("4999"))
     monkeypatch.undo()
 
     assert paper_position(trader) == 2
     assert replanned(average_down) == {}
     assert working_paper(trader, "Stop") == [("Sell", 1, Decimal("4998"))]  # the old stop, not stacked on
 
-    report = execution.account_sync(account=trader.account)
+    report = account_sync(account=trader.account)
 
     assert report.protection_replanned == 2
     assert working_paper(trader, "Stop") == [("Sell", 2, Decimal("4997.5"))]

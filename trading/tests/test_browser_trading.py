@@ -29,7 +29,7 @@ from trading.tests.factories import BrokerAccountFactory, RecorderFactory, Trade
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # The pipeline tests' fixtures: the task queue run in this process, and quick password hashing.
-queue = execution_support.queue
+task_queue = execution_support.task_queue
 _fast_password_hashing = execution_support._fast_password_hashing
 
 PASSWORD = "browser-pass-123"
@@ -224,7 +224,7 @@ def test_a_user_adds_a_paper_account_a_recorder_with_targets_and_a_trader_that_f
 
 
 def test_a_buy_alert_shows_in_the_signal_log_positions_and_the_live_dashboard_until_a_target_fills(
-    page, live_server, queue: TaskQueue
+    page, live_server, task_queue: TaskQueue
 ):
     owner = UserFactory(username="olivia")
     recorder, account, _ = trading_setup(owner)
@@ -239,8 +239,8 @@ def test_a_buy_alert_shows_in_the_signal_log_positions_and_the_live_dashboard_un
     assert answer.status_code == 200, answer.text
     signal_id = answer.json()["signal"]
     assert answer.json() == {"status": "accepted", "signal": signal_id}
-    assert queue.names() == ["signals_dispatch"]
-    queue.run()
+    assert task_queue.names() == ["signals_dispatch"]
+    task_queue.run()
 
     # The signal log: what arrived and what became of it.
     page.goto("/signals/")
@@ -310,7 +310,7 @@ def test_a_buy_alert_shows_in_the_signal_log_positions_and_the_live_dashboard_un
 # --- 3. a rejected alert ---------------------------------------------------------------------------------
 
 
-def test_an_alert_that_cannot_be_read_is_in_the_signal_log_with_the_reason(page, live_server, queue):
+def test_an_alert_that_cannot_be_read_is_in_the_signal_log_with_the_reason(page, live_server, task_queue):
     owner = UserFactory(username="olivia")
     recorder, _, _ = trading_setup(owner)
     sign_in(page, owner, live_server)
@@ -322,7 +322,7 @@ def test_an_alert_that_cannot_be_read_is_in_the_signal_log_with_the_reason(page,
     rejected = answer.json()
     assert rejected["status"] == "rejected"
     assert rejected["error"]
-    assert queue.messages == []  # nothing to trade
+    assert task_queue.messages == []  # nothing to trade
 
     page.goto("/signals/")
     field(page, "Status").select_option(label="Rejected")
@@ -347,7 +347,7 @@ def test_an_alert_that_cannot_be_read_is_in_the_signal_log_with_the_reason(page,
 
 
 def test_the_kill_switch_on_the_positions_page_blocks_the_next_alert_and_resuming_trades_again(
-    page, live_server, queue
+    page, live_server, task_queue
 ):
     owner = UserFactory(username="olivia")
     recorder, _, _ = trading_setup(owner)
@@ -363,7 +363,7 @@ def test_the_kill_switch_on_the_positions_page_blocks_the_next_alert_and_resumin
     expect(switch).to_contain_text(re.compile(r"All my trading:\s+stopped"))
 
     blocked = post_alert(webhook, alert("buy", id="ES1!-Long-1")).json()["signal"]
-    queue.run()
+    task_queue.run()
     page.goto("/signals/")
     row = page.locator("tbody tr", has=page.locator(f'a[href="/signals/{blocked}"]'))
     expect(row.locator(".badge").first).to_have_text("Blocked by the kill switch")
@@ -379,7 +379,7 @@ def test_the_kill_switch_on_the_positions_page_blocks_the_next_alert_and_resumin
     expect(page.get_by_role("alert")).to_contain_text("Kill switch off.")
     expect(switch).to_contain_text(re.compile(r"All my trading:\s+running"))
     traded = post_alert(webhook, alert("buy", id="ES1!-Long-2")).json()["signal"]
-    queue.run()
+    task_queue.run()
     assert Order.objects.filter(signal_id=traded, role="entry", status="filled").count() == 2  # 2 targets
     assert Order.objects.filter(signal_id=blocked).count() == 0
 
@@ -446,7 +446,7 @@ UNREADABLE_BODY = "LongEntry_ES1!_5m_OpeningRangeBreakout_v3_confirmed_by_volume
 
 
 @pytest.fixture
-def phone(page: Page, live_server, queue) -> Page:
+def phone(page: Page, live_server, task_queue) -> Page:
     """Olivia on a 390 px wide phone, with two recorders, a public one of Pat's and three signals."""
     owner = UserFactory(username="olivia")
     recorder, _, _ = trading_setup(owner, name="Opening range breakout with trailing stop")
@@ -456,7 +456,7 @@ def phone(page: Page, live_server, queue) -> Page:
     accepted = post_alert(webhook, alert("buy", id="ES1!-Long-1", comment="first entry of the session"))
     post_alert(webhook, alert("buy", ticker="NQ1!", id="NQ-1"))  # another contract: a long reason
     post_alert(webhook, UNREADABLE_BODY, content_type="text/plain")
-    queue.run()
+    task_queue.run()
     page.set_viewport_size({"width": 390, "height": 844})
     sign_in(page, owner, live_server)
     page.recorder = recorder

@@ -8,8 +8,8 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from trading import execution
 from trading.models import LastPrice, Order, PaperOrder, Signal
+from trading.services.prices import price_record
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import make_trader, stored_signal
 from trading.tests.factories import RecorderFactory, UserFactory
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def traded(queue, owner):
+def traded(task_queue, owner):
     """One of the owner's signals taken all the way to a filled entry with working take-profit and stop."""
     recorder = RecorderFactory(
         owner=owner,
@@ -29,8 +29,8 @@ def traded(queue, owner):
     )
     trader = make_trader(recorder)
     signal = stored_signal(recorder, price=Decimal("5000"))
-    queue.publish("signal_process", signal.pk)
-    queue.run()
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run()
     return signal, trader
 
 
@@ -99,14 +99,14 @@ def test_a_stranger_sees_none_of_the_owners_signals_orders_or_positions(stranger
     assert stranger_api.get("/api/positions/").data["count"] == 0
 
 
-def test_a_follower_of_a_public_recorder_sees_the_signal_with_only_their_own_decision(queue, owner):
+def test_a_follower_of_a_public_recorder_sees_the_signal_with_only_their_own_decision(task_queue, owner):
     recorder = RecorderFactory(owner=owner, symbol="ES", is_private=False)
     make_trader(recorder)
     follower = UserFactory()
     theirs = make_trader(recorder, owner=follower)
     signal = stored_signal(recorder)
-    queue.publish("signal_process", signal.pk)
-    queue.run()
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run()
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=follower).key}")
 
@@ -191,28 +191,28 @@ def test_the_session_works_for_the_api_too(owner_client, traded):
 
 
 def test_the_signal_list_costs_the_same_queries_however_many_signals(
-    owner_api, owner, queue, django_assert_max_num_queries
+    owner_api, owner, task_queue, django_assert_max_num_queries
 ):
     recorder = RecorderFactory(owner=owner, symbol="ES")
     make_trader(recorder)
     for _ in range(3):
-        queue.publish("signal_process", stored_signal(recorder).pk)
-    queue.run()
+        task_queue.publish("signal_process", stored_signal(recorder).pk)
+    task_queue.run()
 
     with django_assert_max_num_queries(8):
         response = owner_api.get("/api/signals/")
     assert response.data["count"] == 3
 
     for _ in range(5):
-        queue.publish("signal_process", stored_signal(recorder).pk)
-    queue.run()
+        task_queue.publish("signal_process", stored_signal(recorder).pk)
+    task_queue.run()
     with django_assert_max_num_queries(8):
         assert owner_api.get("/api/signals/").data["count"] == 8
 
 
 def test_prices_record_the_signal_owner_as_a_service(owner):
-    update = execution.price_record(owner=owner, symbol="NQZ6", price="18000.5")
+    update = price_record(owner=owner, symbol="NQZ6", price="18000.5")
 
     assert (update.symbol, update.price, update.filled_accounts) == ("NQ", Decimal("18000.5"), [])
     with pytest.raises(ValueError, match="not a supported contract"):
-        execution.price_record(owner=owner, symbol="XYZ9", price="1")
+        price_record(owner=owner, symbol="XYZ9", price="1")

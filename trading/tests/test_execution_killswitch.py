@@ -8,8 +8,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from trading import execution
 from trading.models import KillSwitch, Order
+from trading.services.killswitches import killswitch_reason, killswitch_set
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import make_trader, stored_signal
 from trading.tests.factories import BrokerAccountFactory, RecorderFactory
@@ -27,12 +27,12 @@ def test_the_command_turns_the_global_switch_on_and_off():
     assert "stopped" in run("on", "--reason", "exchange outage")
     switch = KillSwitch.objects.get(scope="global")
     assert (switch.engaged, switch.reason) == (True, "exchange outage")
-    assert execution.killswitch_reason() == (
+    assert killswitch_reason() == (
         "The global kill switch is on (exchange outage): the signal is stored and no order is sent."
     )
 
     assert "resumed" in run("off")
-    assert execution.killswitch_reason() is None
+    assert killswitch_reason() is None
     assert KillSwitch.objects.count() == 1
 
 
@@ -41,7 +41,7 @@ def test_the_command_stops_one_user(owner):
 
     assert f"of user {owner.username}" in output
     assert KillSwitch.objects.get().user == owner
-    assert execution.killswitch_reason(user_id=owner.pk).startswith("The owner's kill switch is on")
+    assert killswitch_reason(user_id=owner.pk).startswith("The owner's kill switch is on")
 
 
 def test_the_command_finds_an_account_by_id_or_unique_name(owner, stranger):
@@ -77,7 +77,7 @@ def test_a_switch_is_global_for_one_user_or_for_one_account_never_both(owner):
     account = BrokerAccountFactory(owner=owner)
 
     with pytest.raises(ValueError, match="not both"):
-        execution.killswitch_set(engaged=True, user=owner, account=account)
+        killswitch_set(engaged=True, user=owner, account=account)
 
 
 def test_the_operator_turns_a_switch_on_in_the_admin_through_the_service(client, staff, owner):
@@ -110,7 +110,7 @@ def test_the_admin_refuses_a_switch_whose_target_does_not_match_its_scope(client
     assert KillSwitch.objects.count() == 0
 
 
-def test_the_execution_admin_pages_open_for_staff(client, staff, owner, queue):
+def test_the_execution_admin_pages_open_for_staff(client, staff, owner, task_queue):
     recorder = RecorderFactory(
         owner=owner,
         symbol="ES",
@@ -120,8 +120,8 @@ def test_the_execution_admin_pages_open_for_staff(client, staff, owner, queue):
     )
     make_trader(recorder)
     signal = stored_signal(recorder)
-    queue.publish("signal_process", signal.pk)
-    queue.run()
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run()
     client.force_login(staff)
 
     for model in (

@@ -9,10 +9,16 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from trading import execution
+from trading.brokers import registry
 from trading.brokers.base import OrderOutcomeUnknown, OrderRequest, check_oco_pair
 from trading.brokers.paper import PaperBroker
 from trading.models import Decision, Order, PaperOrder, PaperPosition
+from trading.services.decisions import DECISION_LEASE
+from trading.services.execution import decision_plan
+from trading.services.killswitches import killswitch_set
+from trading.services.orders import RESTORED_SEQUENCE
+from trading.services.prices import price_record
+from trading.services.sweep import signals_sweep
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import decisions_of, make_trader, orders_of, stored_signal
 from trading.tests.factories import RecorderFactory
@@ -39,9 +45,9 @@ def working_paper_orders(trader) -> list[tuple[str, int]]:
     )
 
 
-def process(queue, signal) -> None:
-    queue.publish("signal_process", signal.pk)
-    queue.run()
+def process(task_queue, signal) -> None:
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run()
 
 
 def a_second():
@@ -49,34 +55,34 @@ def a_second():
 
 
 def test_while_an_old_stop_cannot_be_cancelled_nothing_new_is_sent_and_the_decision_retries(
-    queue, owner, monkeypatch
+    task_queue, owner, monkeypatch
 ):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
 
     class CancelTimesOut(PaperBroker):
         def cancel_order(self, broker_order_id):
             raise OrderOutcomeUnknown("The cancel timed out.")
 
-    monkeypatch.setattr(execution, "broker_for_account", lambda account: CancelTimesOut(account))
+    monkeypatch.setattr(registry, "broker_for_account", lambda account, **options: CancelTimesOut(account))
     add = stored_signal(recorder, price=Decimal("5000"), received_at=a_second())
-    process(queue, add)
+    process(task_queue, add)
 
     [decision] = decisions_of(add)
-    assert [object_id for object_id, _ in queue.retries] == [decision.pk]
+    assert [object_id for object_id, _ in task_queue.retries] == [decision.pk]
     assert {order.status for order in orders_of(add)} == {"pending"}
     assert paper_position(trader) == 1
     assert working_paper_orders(trader) == [("Limit", 1), ("Stop", 1)]
 
 
-def test_a_worker_whose_lease_was_taken_over_sends_nothing(queue, owner, monkeypatch):
+def test_a_worker_whose_lease_was_taken_over_sends_nothing(task_queue, owner, monkeypatch):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
     signal = stored_signal(recorder)
-    queue.publish("signal_process", signal.pk)
-    queue.run_one()
-    real_plan = execution._decision_plan
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run_one()
+    real_plan = decision_plan
 
     def plan_then_stall(decision, token, now):
         planned = real_plan(decision, token, now)
@@ -84,41 +90,41 @@ def test_a_worker_whose_lease_was_taken_over_sends_nothing(queue, owner, monkeyp
         Decision.objects.filter(pk=decision.pk).update(claim_token=None, lease_expires_at=None)
         return planned
 
-    monkeypatch.setattr(execution, "_decision_plan", plan_then_stall)
-    assert queue.run_one() == "not-claimed"
+    monkeypatch.setattr("trading.services.execution.decision_plan", plan_then_stall)
+    assert task_queue.run_one() == "not-claimed"
 
     assert PaperOrder.objects.count() == 0
     assert paper_position(trader) == 0
     assert set(Order.objects.values_list("status", flat=True)) == {"pending"}
 
 
-def test_the_sweeper_hands_a_dead_workers_decision_on_within_half_a_minute(queue, owner):
+def test_the_sweeper_hands_a_dead_workers_decision_on_within_half_a_minute(task_queue, owner):
     recorder = es_recorder(owner)
     make_trader(recorder)
     signal = stored_signal(recorder)
-    queue.publish("signal_process", signal.pk)
-    queue.run_one()
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run_one()
     [decision] = decisions_of(signal)
     claimed = timezone.now()
     Decision.objects.filter(pk=decision.pk).update(
-        status=Decision.Status.EXECUTING, lease_expires_at=claimed + execution.DECISION_LEASE
+        status=Decision.Status.EXECUTING, lease_expires_at=claimed + DECISION_LEASE
     )
-    queue.messages.clear()
+    task_queue.messages.clear()
 
     with time_machine.travel(claimed + timedelta(seconds=5), tick=False):
-        assert execution.signals_sweep().decisions == 0  # a live worker's lease is respected
+        assert signals_sweep().decisions == 0  # a live worker's lease is respected
     with time_machine.travel(claimed + timedelta(seconds=30), tick=False):
-        assert execution.signals_sweep().decisions == 1
+        assert signals_sweep().decisions == 1
 
 
 def test_an_entry_the_broker_never_took_fails_its_protection_and_sends_nothing_more(
-    queue, owner, faulty_broker
+    task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner, initial_position_size=2, tp_targets=[{"value": 4, "trim": 1}, {"value": 8}])
     trader = make_trader(recorder)
     faulty_broker.unknown(sent=False)
     signal = stored_signal(recorder)
-    process(queue, signal)
+    process(task_queue, signal)
     [decision] = decisions_of(signal)
     decision.refresh_from_db()
     assert decision.status == Decision.Status.UNSETTLED
@@ -126,8 +132,8 @@ def test_an_entry_the_broker_never_took_fails_its_protection_and_sends_nothing_m
     assert (statuses["sl1"], statuses["entry2"], statuses["sl2"]) == ("unknown", "pending", "pending")
 
     with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
-        execution.signals_sweep()
-    queue.run()
+        signals_sweep()
+    task_queue.run()
 
     orders = {order.plan_key: order.status for order in orders_of(signal)}
     assert set(orders) == {"entry1", "tp1", "sl1", "entry2", "tp2", "sl2"}
@@ -139,22 +145,22 @@ def test_an_entry_the_broker_never_took_fails_its_protection_and_sends_nothing_m
 
 
 def test_protection_of_an_unknown_entry_is_not_sent_after_a_later_signal_was_acted_on(
-    queue, owner, faulty_broker
+    task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner, initial_position_size=2, tp_targets=[{"value": 4, "trim": 1}, {"value": 8}])
     trader = make_trader(recorder)
     faulty_broker.unknown(sent=True)  # the first bracket is placed; the second waits for it to be settled
     entry = stored_signal(recorder, price=Decimal("5000"))
-    process(queue, entry)
+    process(task_queue, entry)
     # Short of the first target (5001), so the close, not the take-profit, flattens the position.
     close = stored_signal(recorder, action="close", price=Decimal("5000.25"), received_at=a_second())
-    process(queue, close)
+    process(task_queue, close)
     assert paper_position(trader) == 0
     assert [order.via_liquidation for order in orders_of(close)] == [True]
 
     with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
-        execution.signals_sweep()
-    queue.run()
+        signals_sweep()
+    task_queue.run()
 
     orders = {order.plan_key: order.status for order in orders_of(entry)}
     assert orders["entry1"] == "filled"
@@ -165,20 +171,20 @@ def test_protection_of_an_unknown_entry_is_not_sent_after_a_later_signal_was_act
 
 
 def test_a_liquidation_of_unknown_outcome_on_a_flat_position_is_settled_without_a_second_close(
-    queue, owner, faulty_broker
+    task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
     faulty_broker.unknown(sent=True)  # the liquidation took effect; its answer was lost
     close = stored_signal(recorder, action="close", price=Decimal("5001"), received_at=a_second())
-    process(queue, close)
+    process(task_queue, close)
     assert paper_position(trader) == 0
     calls = len(faulty_broker.calls)
 
     with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
-        assert execution.signals_sweep().orders_to_settle == 1
-    queue.run()
+        assert signals_sweep().orders_to_settle == 1
+    task_queue.run()
 
     [exit_order] = orders_of(close)
     assert exit_order.status == "cancelled"
@@ -188,28 +194,28 @@ def test_a_liquidation_of_unknown_outcome_on_a_flat_position_is_settled_without_
 
 
 def test_an_add_blocked_by_a_kill_switch_on_its_retry_puts_the_old_protection_back_once(
-    queue, owner, faulty_broker
+    task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
     add = stored_signal(recorder, price=Decimal("5000"), received_at=a_second())
     faulty_broker.unavailable()  # the add's entry: the broker is down after the old protection was cancelled
-    process(queue, add)
+    process(task_queue, add)
     assert working_paper_orders(trader) == []
     [decision] = decisions_of(add)
 
-    execution.killswitch_set(engaged=True, account=trader.account, reason="runaway")
+    killswitch_set(engaged=True, account=trader.account, reason="runaway")
     for _ in range(2):  # Celery's retry, delivered twice
         Decision.objects.filter(pk=decision.pk).update(
             status=Decision.Status.EXECUTING, lease_expires_at=None
         )
-        queue.publish("trader_signal_execute", decision.pk)
-        queue.run()
+        task_queue.publish("trader_signal_execute", decision.pk)
+        task_queue.run()
 
     assert paper_position(trader) == 1
     assert working_paper_orders(trader) == [("Limit", 1), ("Stop", 1)]
-    restored = Order.objects.filter(decision=decision, sequence__gte=execution.RESTORED_SEQUENCE)
+    restored = Order.objects.filter(decision=decision, sequence__gte=RESTORED_SEQUENCE)
     assert sorted(restored.values_list("role", "status")) == [
         ("stop_loss", "working"),
         ("take_profit", "working"),
@@ -221,11 +227,11 @@ def test_an_add_blocked_by_a_kill_switch_on_its_retry_puts_the_old_protection_ba
 # --- one-cancels-other pairs outside the bracket ------------------------------------------------------------
 
 
-def test_a_take_profit_and_stop_pair_outside_the_bracket_is_one_oco_at_the_paper_broker(queue, owner):
+def test_a_take_profit_and_stop_pair_outside_the_bracket_is_one_oco_at_the_paper_broker(task_queue, owner):
     recorder = es_recorder(owner, initial_position_size=2, tp_targets=[{"value": 4, "trim": 1}, {"value": 8}])
     trader = make_trader(recorder)
     signal = stored_signal(recorder, price=Decimal("5000"))
-    process(queue, signal)
+    process(task_queue, signal)
 
     orders = {order.plan_key: order for order in orders_of(signal)}
     for take_profit, stop in (("tp1", "sl1"), ("tp2", "sl2")):
@@ -235,7 +241,7 @@ def test_a_take_profit_and_stop_pair_outside_the_bracket_is_one_oco_at_the_paper
         groups = set(rows.values_list("oco_group", flat=True))
         assert len(groups) == 1
         assert "" not in groups
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("5001"))  # tp1 fills
+    price_record(owner=owner, symbol="ES", price=Decimal("5001"))  # tp1 fills
     assert PaperOrder.objects.get(pk=int(orders["sl1"].broker_order_id)).status == "cancelled"
     assert paper_position(trader) == 1
 

@@ -21,7 +21,7 @@ PAGES = ["/signals/", "/orders/", "/positions/", "/dashboard/live"]
 
 
 @pytest.fixture
-def traded(queue, owner):
+def traded(task_queue, owner):
     recorder = RecorderFactory(
         owner=owner,
         name="Opening range",
@@ -32,8 +32,8 @@ def traded(queue, owner):
     )
     trader = make_trader(recorder)
     signal = stored_signal(recorder, price=Decimal("5000"))
-    queue.publish("signal_process", signal.pk)
-    queue.run()
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run()
     return signal, trader
 
 
@@ -95,13 +95,13 @@ def test_a_filter_that_makes_no_sense_is_explained_not_fatal(owner_client, stran
 
 
 def test_the_signal_log_costs_the_same_queries_however_long_it_is(
-    owner_client, owner, queue, django_assert_max_num_queries
+    owner_client, owner, task_queue, django_assert_max_num_queries
 ):
     recorder = RecorderFactory(owner=owner, symbol="ES")
     make_trader(recorder)
     for _ in range(12):
-        queue.publish("signal_process", stored_signal(recorder).pk)
-    queue.run()
+        task_queue.publish("signal_process", stored_signal(recorder).pk)
+    task_queue.run()
 
     with django_assert_max_num_queries(10):
         response = owner_client.get("/signals/")

@@ -12,9 +12,16 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from trading import execution, reconciliation, services, tasks
+from trading import tasks
 from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, Order, Position, ReconcileAction, ReconcileRun
+from trading.services.broker_accounts import (
+    broker_account_mark_needs_attention,
+    broker_account_sync_subaccounts,
+)
+from trading.services.killswitches import killswitch_set
+from trading.services.reconciliation import account_reconcile, accounts_to_reconcile, reconcile_runs_prune
+from trading.services.recorders import recorder_update
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import make_trader, stored_signal
 from trading.tests.factories import RecorderFactory, TraderFactory, TradovateAccountFactory
@@ -39,11 +46,11 @@ LATER = timedelta(seconds=45)  # past the grace period of unknown orders
 
 
 @pytest.fixture
-def alert(client, queue, django_capture_on_commit_callbacks):
+def alert(client, task_queue, django_capture_on_commit_callbacks):
     """Send an alert through the webhook and the pipeline."""
 
     def send(recorder, **fields):
-        return send_alert(client, recorder, django_capture_on_commit_callbacks, queue, **fields)
+        return send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue, **fields)
 
     return send
 
@@ -296,7 +303,7 @@ def test_the_kill_switch_stops_reconciliation_from_sending_orders(fake, account,
     reconcile(account)
     with fake.lock:
         fake.orders[int(Order.objects.get(plan_key="tp1").broker_order_id)]["ordStatus"] = "Canceled"
-    execution.killswitch_set(engaged=True, account=account, reason="testing")
+    killswitch_set(engaged=True, account=account, reason="testing")
     before = len(order_changes(fake))
 
     report = reconcile(account)
@@ -414,7 +421,7 @@ def test_a_position_after_the_recorders_cutoff_is_liquidated_once_when_auto_flat
     trade_on(recorder, account)
     alert(recorder)
     reconcile(account)
-    services.recorder_update(recorder=recorder, **_window_excluding_now())
+    recorder_update(recorder=recorder, **_window_excluding_now())
 
     report = reconcile(account)
 
@@ -434,13 +441,13 @@ def test_a_position_after_the_recorders_cutoff_is_liquidated_once_when_auto_flat
     assert flatten.status == "filled"
 
 
-def test_auto_flat_also_closes_a_paper_position(queue, owner):
+def test_auto_flat_also_closes_a_paper_position(task_queue, owner):
     recorder = RecorderFactory(owner=owner, symbol="ES")
     trader = make_trader(recorder)
-    queue.publish("signal_process", stored_signal(recorder).pk)
-    queue.run()
+    task_queue.publish("signal_process", stored_signal(recorder).pk)
+    task_queue.run()
     assert Position.objects.get(broker_account=trader.account).quantity == 1
-    services.recorder_update(recorder=recorder, **_window_excluding_now())
+    recorder_update(recorder=recorder, **_window_excluding_now())
 
     report = reconcile(trader.account)
 
@@ -506,7 +513,7 @@ def test_the_command_reconciles_every_account_in_use_and_ends_with_a_summary(fak
 
 
 def test_the_command_fails_with_a_non_zero_exit_when_an_account_cannot_be_reconciled(account):
-    services.broker_account_mark_needs_attention(
+    broker_account_mark_needs_attention(
         account=account, reason="credentials", message="Tradovate refused the password."
     )
     err = io.StringIO()
@@ -523,7 +530,7 @@ def test_an_unreachable_broker_fails_the_run_and_records_why(fake, account, reco
     alert(recorder)
     settings.TRADOVATE_DEMO_URL = "http://127.0.0.1:9/v1"
 
-    report = reconciliation.account_reconcile(account_id=account.pk)
+    report = account_reconcile(account_id=account.pk)
 
     assert not report.ok
     assert "safe to try again" in report.error
@@ -538,15 +545,15 @@ def test_an_unreachable_account_never_keeps_the_command_from_reconciling_the_oth
 ):
     # The live login is created first, so the command reaches it (and fails on it) before the demo one.
     live = TradovateAccountFactory(owner=owner, name="Live 100K", is_demo=False, password="live-password")
-    services.broker_account_sync_subaccounts(account=live, subaccounts=[SubAccount("777", "LIVE777", True)])
+    broker_account_sync_subaccounts(account=live, subaccounts=[SubAccount("777", "LIVE777", True)])
     TraderFactory(recorder=RecorderFactory(owner=owner, symbol="ES"), account=live, subaccounts=[("777", 1)])
     demo = TradovateAccountFactory(owner=owner, name="Apex 50K", username=USERNAME, password=PASSWORD)
-    services.broker_account_sync_subaccounts(
+    broker_account_sync_subaccounts(
         account=demo, subaccounts=[SubAccount(str(DEMO_ACCOUNT_ID), DEMO_ACCOUNT_NAME, True)]
     )
     trade_on(recorder, demo)
     alert(recorder)
-    assert reconciliation.accounts_to_reconcile() == [live.pk, demo.pk]
+    assert accounts_to_reconcile() == [live.pk, demo.pk]
     out, err = io.StringIO(), io.StringIO()
 
     with pytest.raises(CommandError, match="1 failed"):
@@ -594,7 +601,7 @@ def test_a_second_reconciliation_of_the_same_account_waits_its_turn(fake, accoun
     running = timezone.now() + timedelta(seconds=60)
     BrokerAccount.objects.filter(pk=account.pk).update(reconcile_until=running)  # another worker's run
 
-    report = reconciliation.account_reconcile(account_id=account.pk)
+    report = account_reconcile(account_id=account.pk)
 
     assert report.ok
     assert report.steps == []
@@ -611,7 +618,7 @@ def test_a_reconciliation_left_behind_by_a_dead_worker_lapses_and_a_finished_one
     lapsed = timezone.now() - timedelta(seconds=1)
     BrokerAccount.objects.filter(pk=account.pk).update(reconcile_until=lapsed)
 
-    report = reconciliation.account_reconcile(account_id=account.pk)
+    report = account_reconcile(account_id=account.pk)
 
     assert report.ok
     assert not report.notes
@@ -627,7 +634,7 @@ def test_old_runs_are_pruned(account):
         broker_account=account, trigger="schedule", started_at=timezone.now()
     )
 
-    assert reconciliation.reconcile_runs_prune() == 1
+    assert reconcile_runs_prune() == 1
     assert list(ReconcileRun.objects.values_list("pk", flat=True)) == [recent.pk]
     assert old.pk != recent.pk
 

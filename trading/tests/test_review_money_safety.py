@@ -15,9 +15,9 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from trading import execution
+from trading.brokers import registry
 from trading.brokers.base import OrderOutcomeUnknown
-from trading.brokers.paper import PaperBroker
+from trading.brokers.paper import PaperBroker, paper_price_update
 from trading.models import (
     Decision,
     Order,
@@ -26,6 +26,12 @@ from trading.models import (
     RecorderPosition,
     Signal,
 )
+from trading.services.execution import trader_signal_execute
+from trading.services.killswitches import killswitch_set
+from trading.services.prices import price_record
+from trading.services.signals import IncomingAlert, signal_accept, signal_process
+from trading.services.sweep import signals_sweep
+from trading.services.sync import account_sync
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import decisions_of, make_trader, orders_of, stored_signal
 from trading.tests.factories import RecorderFactory
@@ -46,9 +52,9 @@ def working_stop_contracts(trader) -> int:
     )
 
 
-def process(queue, signal: Signal) -> None:
-    queue.publish("signal_process", signal.pk)
-    queue.run()
+def process(task_queue, signal: Signal) -> None:
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run()
 
 
 def es_recorder(owner, **settings):
@@ -93,7 +99,9 @@ def run_in_threads(*targets):
 
 
 @pytest.mark.django_db
-def test_a_signal_whose_queue_message_was_lost_is_still_traded_when_the_sweeper_requeues_it(queue, owner):
+def test_a_signal_whose_queue_message_was_lost_is_still_traded_when_the_sweeper_requeues_it(
+    task_queue, owner
+):
     recorder = es_recorder(owner)
     make_trader(recorder)
     received = timezone.now()
@@ -102,8 +110,8 @@ def test_a_signal_whose_queue_message_was_lost_is_still_traded_when_the_sweeper_
     # Beat runs the sweeper every 30 s; take the first sweep that re-queues the signal.
     for seconds in range(30, 181, 30):
         with time_machine.travel(received + timedelta(seconds=seconds), tick=False):
-            if execution.signals_sweep().signals:
-                queue.run()
+            if signals_sweep().signals:
+                task_queue.run()
                 break
 
     signal.refresh_from_db()
@@ -116,12 +124,12 @@ class WorkerKilled(BaseException):
 
 
 @pytest.mark.django_db
-def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(queue, owner, monkeypatch):
+def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(task_queue, owner, monkeypatch):
     recorder = es_recorder(owner)
     make_trader(recorder)
     signal = stored_signal(recorder)
-    queue.publish("signal_process", signal.pk)
-    queue.run_one()
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run_one()
     [decision] = decisions_of(signal)
     claimed_at = timezone.now()
 
@@ -129,16 +137,16 @@ def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(queue, o
         raise WorkerKilled
 
     with monkeypatch.context() as patch:
-        patch.setattr(execution, "_decision_plan", killed)
+        patch.setattr("trading.services.execution.decision_plan", killed)
         with pytest.raises(WorkerKilled):
-            queue.run_one()
+            task_queue.run_one()
     # acks_late + reject_on_worker_lost: the message comes back at once, to another worker.
-    assert execution.trader_signal_execute(decision_id=decision.pk) == "not-claimed"
+    assert trader_signal_execute(decision_id=decision.pk) == "not-claimed"
 
     for seconds in range(30, 601, 30):
         with time_machine.travel(claimed_at + timedelta(seconds=seconds), tick=False):
-            if execution.signals_sweep().decisions:
-                queue.run()
+            if signals_sweep().decisions:
+                task_queue.run()
                 break
 
     decision.refresh_from_db()
@@ -147,15 +155,15 @@ def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(queue, o
 
 
 @pytest.mark.django_db
-def test_an_add_refused_by_the_broker_leaves_the_held_position_protected(queue, owner, faulty_broker):
+def test_an_add_refused_by_the_broker_leaves_the_held_position_protected(task_queue, owner, faulty_broker):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
     assert working_stop_contracts(trader) == 1
 
     faulty_broker.rejected("Max position limit reached for this account")
     add = stored_signal(recorder, price=Decimal("5000"), received_at=timezone.now() + timedelta(seconds=1))
-    process(queue, add)
+    process(task_queue, add)
 
     assert Order.objects.get(decision__signal=add, plan_key="entry").status == "rejected"
     assert paper_position(trader) == 1
@@ -165,19 +173,19 @@ def test_an_add_refused_by_the_broker_leaves_the_held_position_protected(queue, 
 
 @pytest.mark.django_db
 def test_a_kill_switch_turned_on_while_a_decision_waits_for_its_retry_stops_its_orders(
-    queue, owner, faulty_broker
+    task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
     faulty_broker.unavailable()
     signal = stored_signal(recorder)
-    process(queue, signal)
+    process(task_queue, signal)
     [decision] = decisions_of(signal)
     assert decision.status == Decision.Status.EXECUTING  # planned, waiting for the broker
 
-    execution.killswitch_set(engaged=True, account=trader.account, reason="runaway strategy")
-    queue.publish("trader_signal_execute", decision.pk)  # Celery's retry
-    queue.run()
+    killswitch_set(engaged=True, account=trader.account, reason="runaway strategy")
+    task_queue.publish("trader_signal_execute", decision.pk)  # Celery's retry
+    task_queue.run()
 
     assert PaperOrder.objects.count() == 0
     assert paper_position(trader) == 0
@@ -186,61 +194,61 @@ def test_a_kill_switch_turned_on_while_a_decision_waits_for_its_retry_stops_its_
 
 
 @pytest.mark.django_db
-def test_after_an_average_down_fill_the_stop_covers_the_whole_position(queue, owner):
+def test_after_an_average_down_fill_the_stop_covers_the_whole_position(task_queue, owner):
     recorder = es_recorder(
         owner, avg_down_enabled=True, avg_down_amount=1, avg_down_point=Decimal(4), avg_down_units="ticks"
     )
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
     avg = Order.objects.get(plan_key="avg1")
     assert (avg.action, avg.price, avg.status) == ("Buy", Decimal("4999"), "working")
 
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4999"))  # the average-down fills
+    price_record(owner=owner, symbol="ES", price=Decimal("4999"))  # the average-down fills
     assert paper_position(trader) == 2
     # Re-planned from the new average (4999.5): the stop moves to 4997.5 and covers both contracts.
     assert working_stop_contracts(trader) == 2
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4997"))  # the stop is hit
+    price_record(owner=owner, symbol="ES", price=Decimal("4997"))  # the stop is hit
 
     assert paper_position(trader) == 0
 
 
 @pytest.mark.django_db
-def test_new_protection_is_not_stacked_on_old_protection_whose_cancel_failed(queue, owner, monkeypatch):
+def test_new_protection_is_not_stacked_on_old_protection_whose_cancel_failed(task_queue, owner, monkeypatch):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
 
     class CancelTimesOut(PaperBroker):
         def cancel_order(self, broker_order_id):
             raise OrderOutcomeUnknown("The cancel timed out: check before sending it again.")
 
-    monkeypatch.setattr(execution, "broker_for_account", lambda account: CancelTimesOut(account))
+    monkeypatch.setattr(registry, "broker_for_account", lambda account, **options: CancelTimesOut(account))
     add = stored_signal(recorder, price=Decimal("5000"), received_at=timezone.now() + timedelta(seconds=1))
-    process(queue, add)
+    process(task_queue, add)
     monkeypatch.undo()
     # The cancel's outcome is unknown, so nothing new was sent: Celery retries once the broker answers.
     [decision] = decisions_of(add)
-    queue.publish("trader_signal_execute", decision.pk)
-    queue.run()
+    task_queue.publish("trader_signal_execute", decision.pk)
+    task_queue.run()
     assert {order.plan_key: order.quantity for order in orders_of(add)} == {"entry": 1, "tp1": 2, "sl1": 2}
     assert paper_position(trader) == 2
 
     # Today three contracts of sell stops protect a long of two.
     assert working_stop_contracts(trader) <= 2
-    execution.price_record(owner=owner, symbol="ES", price=Decimal("4997"))
+    price_record(owner=owner, symbol="ES", price=Decimal("4997"))
     assert paper_position(trader) == 0  # today: short 1
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_prices_arriving_together_never_fill_both_sides_of_a_take_profit_and_stop_pair(
-    queue, owner, monkeypatch
+    task_queue, owner, monkeypatch
 ):
     recorder = two_target_recorder(owner)
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
     assert paper_position(trader) == 2
 
-    real_sync = execution.account_sync
+    real_sync = account_sync
     first_filled, second_done = threading.Event(), threading.Event()
     first_thread: list[threading.Thread] = []
 
@@ -250,16 +258,16 @@ def test_two_prices_arriving_together_never_fill_both_sides_of_a_take_profit_and
             second_done.wait(THREAD_TIMEOUT)
         return real_sync(**kwargs)
 
-    monkeypatch.setattr(execution, "account_sync", sync)
+    monkeypatch.setattr("trading.services.prices.account_sync", sync)
 
     def first_price():  # the price feed: the first target is reached
         first_thread.append(threading.current_thread())
-        execution.price_record(owner=owner.pk, symbol="ES", price=Decimal("5001"))
+        price_record(owner=owner.pk, symbol="ES", price=Decimal("5001"))
 
     def second_price():  # a signal's price a moment later: both stops are crossed
         first_filled.wait(THREAD_TIMEOUT)
         try:
-            execution.price_record(owner=owner.pk, symbol="ES", price=Decimal("4997.50"))
+            price_record(owner=owner.pk, symbol="ES", price=Decimal("4997.50"))
         finally:
             second_done.set()
 
@@ -270,16 +278,18 @@ def test_two_prices_arriving_together_never_fill_both_sides_of_a_take_profit_and
 
 
 @pytest.mark.django_db
-def test_an_entry_whose_outcome_was_unknown_but_filled_still_gets_its_protection(queue, owner, faulty_broker):
+def test_an_entry_whose_outcome_was_unknown_but_filled_still_gets_its_protection(
+    task_queue, owner, faulty_broker
+):
     recorder = two_target_recorder(owner)
     trader = make_trader(recorder)
     faulty_broker.unknown(sent=True)  # the entry reaches the broker; the answer is lost
     signal = stored_signal(recorder)
-    process(queue, signal)
+    process(task_queue, signal)
 
     with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
-        execution.signals_sweep()
-    queue.run()
+        signals_sweep()
+    task_queue.run()
 
     # The first bracket (entry1 with tp1 and sl1) reached the broker; the second waited until it was settled.
     assert Order.objects.get(plan_key="entry1").status == "filled"
@@ -290,21 +300,21 @@ def test_an_entry_whose_outcome_was_unknown_but_filled_still_gets_its_protection
 
 @pytest.mark.django_db
 def test_a_close_whose_liquidation_outcome_was_unknown_is_settled_and_the_position_ends_flat(
-    queue, owner, faulty_broker
+    task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
     faulty_broker.unknown(sent=False)  # the liquidation request never reached the broker
     close = stored_signal(recorder, action="close", price=Decimal("5001"))
-    process(queue, close)
+    process(task_queue, close)
     [exit_order] = orders_of(close)
     assert exit_order.via_liquidation
     assert exit_order.status == "unknown"
 
     with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
-        execution.signals_sweep()
-    queue.run()
+        signals_sweep()
+    task_queue.run()
 
     exit_order.refresh_from_db()
     assert exit_order.status != "unknown"
@@ -316,18 +326,18 @@ def test_a_close_whose_liquidation_outcome_was_unknown_is_settled_and_the_positi
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_decision_delivered_to_two_workers_at_once_places_its_orders_once(queue, owner):
+def test_one_decision_delivered_to_two_workers_at_once_places_its_orders_once(task_queue, owner):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
     signal = stored_signal(recorder)
-    queue.publish("signal_process", signal.pk)
-    queue.run_one()
+    task_queue.publish("signal_process", signal.pk)
+    task_queue.run_one()
     [decision] = decisions_of(signal)
     start = threading.Barrier(2)
 
     def worker():
         start.wait(THREAD_TIMEOUT)
-        return execution.trader_signal_execute(decision_id=decision.pk)
+        return trader_signal_execute(decision_id=decision.pk)
 
     results = run_in_threads(worker, worker)
 
@@ -338,7 +348,7 @@ def test_one_decision_delivered_to_two_workers_at_once_places_its_orders_once(qu
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_signal_delivered_to_two_workers_at_once_is_judged_and_recorded_once(queue, owner):
+def test_one_signal_delivered_to_two_workers_at_once_is_judged_and_recorded_once(task_queue, owner):
     recorder = es_recorder(owner)
     make_trader(recorder)
     signal = stored_signal(recorder)
@@ -346,13 +356,13 @@ def test_one_signal_delivered_to_two_workers_at_once_is_judged_and_recorded_once
 
     def worker():
         start.wait(THREAD_TIMEOUT)
-        return execution.signal_process(signal_id=signal.pk)
+        return signal_process(signal_id=signal.pk)
 
     results = run_in_threads(worker, worker)
 
     assert sorted(results) == ["not-claimed", "processed"]
     assert Decision.objects.filter(signal=signal).count() == 1
-    assert queue.names() == ["trader_signal_execute"]
+    assert task_queue.names() == ["trader_signal_execute"]
     book = RecorderPosition.objects.get(recorder=recorder)
     assert (book.quantity, book.signal_count) == (1, 1)
 
@@ -361,7 +371,7 @@ def test_one_signal_delivered_to_two_workers_at_once_is_judged_and_recorded_once
 def test_two_copies_of_an_alert_racing_each_other_are_stored_once(owner):
     recorder = es_recorder(owner)
     received = timezone.now()
-    alert = execution.IncomingAlert(
+    alert = IncomingAlert(
         raw_body='{"action": "buy", "id": "ES-7"}',
         content_type="application/json",
         source_ip="52.89.214.238",
@@ -375,7 +385,7 @@ def test_two_copies_of_an_alert_racing_each_other_are_stored_once(owner):
 
     def deliver():
         start.wait(THREAD_TIMEOUT)
-        return execution.signal_accept(recorder=recorder, alert=alert)
+        return signal_accept(recorder=recorder, alert=alert)
 
     first, second = run_in_threads(deliver, deliver)
 
@@ -385,16 +395,18 @@ def test_two_copies_of_an_alert_racing_each_other_are_stored_once(owner):
 
 
 @pytest.mark.django_db
-def test_a_reversal_whose_position_was_already_stopped_out_opens_only_the_new_side(queue, owner, monkeypatch):
+def test_a_reversal_whose_position_was_already_stopped_out_opens_only_the_new_side(
+    task_queue, owner, monkeypatch
+):
     """The stop fills between the broker read and the liquidation: the exit closes nothing, never sells."""
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
-    process(queue, stored_signal(recorder, price=Decimal("5000")))
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
     real = PaperBroker.liquidate_position
 
     def stopped_out_first(self, account_id, symbol):
         # The market trades through the stop just before the liquidation arrives.
-        execution.paper_price_update(owner_id=owner.pk, symbol="ES", price=Decimal("4998"))
+        paper_price_update(owner_id=owner.pk, symbol="ES", price=Decimal("4998"))
         return real(self, account_id, symbol)
 
     monkeypatch.setattr(PaperBroker, "liquidate_position", stopped_out_first)
@@ -406,7 +418,7 @@ def test_a_reversal_whose_position_was_already_stopped_out_opens_only_the_new_si
         market_position="short",
         position_size=-1,
     )
-    process(queue, reverse)
+    process(task_queue, reverse)
 
     orders = {order.plan_key: order for order in orders_of(reverse)}
     assert orders["exit"].status == "cancelled"  # nothing left to close

@@ -11,11 +11,27 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection
 
-from trading import selectors, services
+from trading import selectors
 from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, ContractSpec, Recorder, RecorderTrade
 from trading.plans import StopType, TakeProfitTarget
 from trading.risk import Direction, Signal
+from trading.services.broker_accounts import (
+    broker_account_create,
+    broker_account_mark_active,
+    broker_account_mark_needs_attention,
+    broker_account_sync_subaccounts,
+    broker_account_update,
+)
+from trading.services.recorders import (
+    recorder_create,
+    recorder_record_fill,
+    recorder_regenerate_webhook_token,
+    recorder_reset_performance,
+    recorder_signal_evaluate,
+    recorder_update,
+)
+from trading.services.traders import trader_create, trader_update
 from trading.symbols import OffsetUnit, SymbolError
 from trading.tests.factories import (
     BrokerAccountFactory,
@@ -55,25 +71,25 @@ def test_a_paper_account_gets_its_one_simulated_sub_account():
 def test_a_paper_account_refuses_a_login_and_live_trading():
     owner = UserFactory()
     with pytest.raises(ValidationError) as error:
-        services.broker_account_create(owner=owner, name="P", kind="paper", username="me", password="pw")
+        broker_account_create(owner=owner, name="P", kind="paper", username="me", password="pw")
     assert "no login" in str(error.value)
     with pytest.raises(ValidationError, match="cannot be live"):
-        services.broker_account_create(owner=owner, name="P", kind="paper", is_demo=False)
+        broker_account_create(owner=owner, name="P", kind="paper", is_demo=False)
 
 
 def test_a_tradovate_login_needs_both_username_and_password_or_neither():
     owner = UserFactory()
     with pytest.raises(ValidationError) as error:
-        services.broker_account_create(owner=owner, name="T", kind="tradovate", username="me")
+        broker_account_create(owner=owner, name="T", kind="tradovate", username="me")
     assert "password" in error.value.message_dict
-    account = services.broker_account_create(owner=owner, name="OAuth only", kind="tradovate")
+    account = broker_account_create(owner=owner, name="OAuth only", kind="tradovate")
     assert account.subaccounts.count() == 0
 
 
 def test_account_names_are_unique_per_owner_with_a_clear_message():
     account = BrokerAccountFactory(name="Main")
     with pytest.raises(ValidationError, match="already have a broker account with this name"):
-        services.broker_account_create(owner=account.owner, name="Main")
+        broker_account_create(owner=account.owner, name="Main")
 
 
 def test_tradovate_credentials_are_encrypted_at_rest_and_read_back_in_plain():
@@ -103,13 +119,11 @@ def test_rotating_encryption_keys_re_encrypts_a_broker_password(settings):
 
 def test_a_new_login_drops_cached_tokens_and_switches_off_synced_sub_accounts():
     account = TradovateAccountFactory(username="old-login")
-    services.broker_account_sync_subaccounts(account=account, subaccounts=[SubAccount("1", "DEMO1", True)])
+    broker_account_sync_subaccounts(account=account, subaccounts=[SubAccount("1", "DEMO1", True)])
     BrokerAccount.objects.filter(pk=account.pk).update(access_token="cached-token", broker_user_id=7)
     account.refresh_from_db()
-    services.broker_account_mark_needs_attention(
-        account=account, reason="credentials", message="Wrong password."
-    )
-    services.broker_account_update(account=account, username="new-login", password="new-password")
+    broker_account_mark_needs_attention(account=account, reason="credentials", message="Wrong password.")
+    broker_account_update(account=account, username="new-login", password="new-password")
     account.refresh_from_db()
     assert account.access_token == ""
     assert account.broker_user_id is None
@@ -121,7 +135,7 @@ def test_a_new_login_drops_cached_tokens_and_switches_off_synced_sub_accounts():
 
 def test_an_empty_password_on_update_keeps_the_stored_one():
     account = TradovateAccountFactory(password="keep-me")
-    services.broker_account_update(account=account, name="Renamed", password="")
+    broker_account_update(account=account, name="Renamed", password="")
     account.refresh_from_db()
     assert (account.name, account.password) == ("Renamed", "keep-me")
 
@@ -130,7 +144,7 @@ def test_switching_environment_drops_the_oauth_token_of_the_other_world():
     account = TradovateAccountFactory()
     BrokerAccount.objects.filter(pk=account.pk).update(oauth_token="demo-oauth")
     account.refresh_from_db()
-    services.broker_account_update(account=account, is_demo=False)
+    broker_account_update(account=account, is_demo=False)
     account.refresh_from_db()
     assert account.oauth_token == ""
     assert not account.is_demo
@@ -138,10 +152,10 @@ def test_switching_environment_drops_the_oauth_token_of_the_other_world():
 
 def test_syncing_sub_accounts_adds_renames_and_switches_off_what_the_broker_no_longer_lists():
     account = TradovateAccountFactory()
-    services.broker_account_sync_subaccounts(
+    broker_account_sync_subaccounts(
         account=account, subaccounts=[SubAccount("1", "DEMO1", True), SubAccount("2", "DEMO2", True)]
     )
-    rows = services.broker_account_sync_subaccounts(
+    rows = broker_account_sync_subaccounts(
         account=account, subaccounts=[SubAccount("2", "DEMO2-renamed", True), SubAccount("3", "DEMO3", False)]
     )
     assert [row.broker_id for row in rows] == ["2", "3"]
@@ -153,7 +167,7 @@ def test_syncing_sub_accounts_adds_renames_and_switches_off_what_the_broker_no_l
 def test_needs_attention_is_recorded_with_its_reason_and_cleared_again():
     account = TradovateAccountFactory()
     until = datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
-    services.broker_account_mark_needs_attention(
+    broker_account_mark_needs_attention(
         account=account, reason="captcha", message="Connect through OAuth.", retry_not_before=until
     )
     stored = BrokerAccount.objects.get(pk=account.pk)
@@ -163,7 +177,7 @@ def test_needs_attention_is_recorded_with_its_reason_and_cleared_again():
         until,
     )
     assert stored.password == "tradovate-secret-password"  # the update touched only the status columns
-    services.broker_account_mark_active(account=account)
+    broker_account_mark_active(account=account)
     assert BrokerAccount.objects.get(pk=account.pk).status == "active"
 
 
@@ -196,7 +210,7 @@ def test_an_unknown_or_absurd_token_finds_nothing(token, django_assert_max_num_q
 def test_regenerating_the_token_retires_the_old_url():
     recorder = RecorderFactory()
     old = recorder.webhook_token
-    new = services.recorder_regenerate_webhook_token(recorder=recorder)
+    new = recorder_regenerate_webhook_token(recorder=recorder)
     assert new != old
     assert selectors.recorder_for_webhook_token(old) is None
     assert selectors.recorder_for_webhook_token(new).pk == recorder.pk
@@ -204,10 +218,10 @@ def test_regenerating_the_token_retires_the_old_url():
 
 def test_a_recorder_symbol_must_resolve_to_a_known_contract():
     owner = UserFactory()
-    recorder = services.recorder_create(owner=owner, name="Nasdaq", symbol=" cme_mini:nq1! ")
+    recorder = recorder_create(owner=owner, name="Nasdaq", symbol=" cme_mini:nq1! ")
     assert recorder.symbol == "CME_MINI:NQ1!"
     with pytest.raises(ValidationError) as error:
-        services.recorder_create(owner=owner, name="Bad", symbol="AAPL")
+        recorder_create(owner=owner, name="Bad", symbol="AAPL")
     assert "not a supported contract" in error.value.message_dict["symbol"][0]
 
 
@@ -235,25 +249,25 @@ def test_recorder_names_are_unique_per_owner_with_a_clear_message():
 
 def test_updating_targets_replaces_them_and_leaving_them_out_keeps_them():
     recorder = RecorderFactory(tp_targets=[{"value": 8, "trim": 1}, {"value": 16}])
-    services.recorder_update(recorder=recorder, sl_enabled=True, sl_amount=Decimal(12))
+    recorder_update(recorder=recorder, sl_enabled=True, sl_amount=Decimal(12))
     assert [t.as_item() for t in recorder.targets.all()] == [
         {"value": Decimal(8), "trim": 1},
         {"value": Decimal(16), "trim": None},
     ]
-    services.recorder_update(recorder=recorder, tp_targets=[{"value": "4.5", "trim": 2}])
+    recorder_update(recorder=recorder, tp_targets=[{"value": "4.5", "trim": 2}])
     assert [(t.number, t.value, t.trim) for t in recorder.targets.all()] == [(1, Decimal("4.5"), 2)]
 
 
 def test_the_contract_cannot_change_while_the_virtual_position_is_open():
     recorder = RecorderFactory(symbol="ES")
-    services.recorder_record_fill(
+    recorder_record_fill(
         recorder=recorder, action="buy", quantity=1, price=5000, at=datetime(2026, 3, 2, 15, tzinfo=UTC)
     )
     with pytest.raises(ValidationError, match="virtual position"):
-        services.recorder_update(recorder=recorder, symbol="NQ")
-    services.recorder_update(recorder=recorder, symbol="ESM6")  # same contract, another month
-    services.recorder_reset_performance(recorder=recorder)
-    services.recorder_update(recorder=recorder, symbol="NQ")
+        recorder_update(recorder=recorder, symbol="NQ")
+    recorder_update(recorder=recorder, symbol="ESM6")  # same contract, another month
+    recorder_reset_performance(recorder=recorder)
+    recorder_update(recorder=recorder, symbol="NQ")
 
 
 @pytest.mark.parametrize("symbol", ["ES", "ESZ6", "ES1!", "CME_MINI:ES1!", "es", "ESZ2026"])
@@ -320,9 +334,9 @@ def test_trader_overrides_win_and_empty_overrides_fall_back_to_the_recorder():
     assert not plan.places_stop
     assert plan.sl_amount == Decimal(8)
     assert plan.tp_targets == (TakeProfitTarget(Decimal(8)),)  # recorder's targets
-    services.trader_update(trader=trader, tp_targets=[])
+    trader_update(trader=trader, tp_targets=[])
     assert selectors.recorder_plan_settings(recorder, trader).tp_targets == ()  # overridden with none
-    services.trader_update(trader=trader, tp_targets=None)
+    trader_update(trader=trader, tp_targets=None)
     assert len(selectors.recorder_plan_settings(recorder, trader).tp_targets) == 1
 
 
@@ -333,10 +347,10 @@ def test_a_trader_may_follow_a_public_recorder_of_another_user_but_not_a_private
     public = RecorderFactory(is_private=False)
     private = RecorderFactory()
     account = BrokerAccountFactory()
-    trader = services.trader_create(owner=account.owner, recorder=public, account=account)
+    trader = trader_create(owner=account.owner, recorder=public, account=account)
     assert trader.subaccount_links.get().multiplier == 1
     with pytest.raises(ValidationError) as error:
-        services.trader_create(owner=account.owner, recorder=private, account=account)
+        trader_create(owner=account.owner, recorder=private, account=account)
     assert "recorder" in error.value.message_dict
 
 
@@ -344,35 +358,31 @@ def test_a_trader_cannot_use_someone_elses_account_or_sub_account():
     recorder = RecorderFactory()
     own, foreign = BrokerAccountFactory(owner=recorder.owner), BrokerAccountFactory()
     with pytest.raises(ValidationError) as error:
-        services.trader_create(owner=recorder.owner, recorder=recorder, account=foreign)
+        trader_create(owner=recorder.owner, recorder=recorder, account=foreign)
     assert "account" in error.value.message_dict
     foreign_sub = foreign.subaccounts.get()
     with pytest.raises(ValidationError, match="not an active sub-account"):
-        services.trader_create(
-            owner=recorder.owner, recorder=recorder, account=own, subaccounts=[(foreign_sub, 1)]
-        )
+        trader_create(owner=recorder.owner, recorder=recorder, account=own, subaccounts=[(foreign_sub, 1)])
 
 
 def test_a_trader_links_chosen_sub_accounts_by_broker_id_with_multipliers():
     account = TradovateAccountFactory()
-    services.broker_account_sync_subaccounts(
+    broker_account_sync_subaccounts(
         account=account, subaccounts=[SubAccount("11", "DEMO11", True), SubAccount("12", "DEMO12", True)]
     )
     recorder = RecorderFactory(owner=account.owner)
     with pytest.raises(ValidationError, match="Choose which of the 2 sub-accounts"):
-        services.trader_create(owner=account.owner, recorder=recorder, account=account)
+        trader_create(owner=account.owner, recorder=recorder, account=account)
     with pytest.raises(ValidationError, match="at least 1"):
-        services.trader_create(
-            owner=account.owner, recorder=recorder, account=account, subaccounts=[("11", 0)]
-        )
-    trader = services.trader_create(
+        trader_create(owner=account.owner, recorder=recorder, account=account, subaccounts=[("11", 0)])
+    trader = trader_create(
         owner=account.owner, recorder=recorder, account=account, subaccounts=[("11", 1), ("12", 3)]
     )
     assert {(link.subaccount.broker_id, link.multiplier) for link in trader.subaccount_links.all()} == {
         ("11", 1),
         ("12", 3),
     }
-    services.trader_update(trader=trader, subaccounts=[("12", 2)])
+    trader_update(trader=trader, subaccounts=[("12", 2)])
     assert [(link.subaccount.broker_id, link.multiplier) for link in trader.subaccount_links.all()] == [
         ("12", 2)
     ]
@@ -381,15 +391,15 @@ def test_a_trader_links_chosen_sub_accounts_by_broker_id_with_multipliers():
 def test_a_second_trader_for_the_same_recorder_and_account_is_refused():
     trader = TraderFactory()
     with pytest.raises(ValidationError, match="already follows this recorder"):
-        services.trader_create(owner=trader.account.owner, recorder=trader.recorder, account=trader.account)
+        trader_create(owner=trader.account.owner, recorder=trader.recorder, account=trader.account)
 
 
 def test_a_trader_override_that_turns_on_a_window_without_times_is_refused():
     trader = TraderFactory()
     with pytest.raises(ValidationError) as error:
-        services.trader_update(trader=trader, time_filter_2_enabled=True)
+        trader_update(trader=trader, time_filter_2_enabled=True)
     assert "here or on the recorder" in error.value.message_dict["time_filter_2_start"][0]
-    services.trader_update(
+    trader_update(
         trader=trader, time_filter_2_enabled=True, time_filter_2_start=time(22), time_filter_2_stop=time(2)
     )
     assert selectors.recorder_risk_settings(trader.recorder, trader).time_filter_2.label == "22:00\u201302:00"
@@ -401,7 +411,7 @@ def test_signals_go_to_enabled_traders_and_to_strangers_only_while_the_recorder_
     theirs = TraderFactory(recorder=recorder, account=BrokerAccountFactory())
     TraderFactory(recorder=recorder, account=BrokerAccountFactory(owner=recorder.owner), enabled=False)
     assert set(selectors.traders_for_recorder(recorder)) == {mine, theirs}
-    services.recorder_update(recorder=recorder, is_private=True)
+    recorder_update(recorder=recorder, is_private=True)
     assert list(selectors.traders_for_recorder(recorder)) == [mine]
     assert not selectors.trader_can_follow(Recorder.objects.get(pk=recorder.pk).traders.get(pk=theirs.pk))
 
@@ -423,14 +433,12 @@ def test_traders_for_recorder_loads_links_and_targets_without_more_queries(djang
 def test_virtual_fills_realize_pnl_in_dollars_through_the_point_value():
     recorder = RecorderFactory(symbol="ES1!")
     at = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-    services.recorder_record_fill(recorder=recorder, action="buy", quantity=2, price="5000", at=at)
-    services.recorder_record_fill(recorder=recorder, action="buy", quantity=2, price="5010", at=at)
-    trade = services.recorder_record_fill(
-        recorder=recorder, action="sell", quantity=1, price="5020.25", at=at
-    )
+    recorder_record_fill(recorder=recorder, action="buy", quantity=2, price="5000", at=at)
+    recorder_record_fill(recorder=recorder, action="buy", quantity=2, price="5010", at=at)
+    trade = recorder_record_fill(recorder=recorder, action="sell", quantity=1, price="5020.25", at=at)
     assert trade.realized_pnl == Decimal("762.50")  # (5020.25 - 5005) x 1 x $50
     assert (trade.position_after, trade.avg_price_after) == (3, Decimal("5005"))
-    close = services.recorder_record_fill(recorder=recorder, action="close", quantity=0, price="4995", at=at)
+    close = recorder_record_fill(recorder=recorder, action="close", quantity=0, price="4995", at=at)
     assert (close.action, close.quantity, close.realized_pnl) == ("sell", 3, Decimal("-1500.00"))
     book = selectors.recorder_book(recorder)
     assert (book.position, book.avg_price, book.realized_pnl) == (0, None, Decimal("-737.50"))
@@ -439,8 +447,8 @@ def test_virtual_fills_realize_pnl_in_dollars_through_the_point_value():
 def test_a_fill_through_zero_reverses_the_position_at_the_fill_price():
     recorder = RecorderFactory(symbol="NQ")
     at = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-    services.recorder_record_fill(recorder=recorder, action="sell", quantity=1, price=20000, at=at)
-    trade = services.recorder_record_fill(recorder=recorder, action="buy", quantity=3, price=19990, at=at)
+    recorder_record_fill(recorder=recorder, action="sell", quantity=1, price=20000, at=at)
+    trade = recorder_record_fill(recorder=recorder, action="buy", quantity=3, price=19990, at=at)
     assert trade.realized_pnl == Decimal("200.00")  # 10 points x $20
     assert (trade.position_after, trade.avg_price_after) == (2, Decimal(19990))
 
@@ -448,11 +456,9 @@ def test_a_fill_through_zero_reverses_the_position_at_the_fill_price():
 def test_a_close_while_flat_and_a_recorder_that_does_not_record_change_nothing():
     at = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
     recorder = RecorderFactory()
-    assert (
-        services.recorder_record_fill(recorder=recorder, action="close", quantity=0, price=1, at=at) is None
-    )
+    assert recorder_record_fill(recorder=recorder, action="close", quantity=0, price=1, at=at) is None
     quiet = RecorderFactory(recording_enabled=False)
-    assert services.recorder_record_fill(recorder=quiet, action="buy", quantity=1, price=5000, at=at) is None
+    assert recorder_record_fill(recorder=quiet, action="buy", quantity=1, price=5000, at=at) is None
     assert not RecorderTrade.objects.exists()
 
 
@@ -467,17 +473,17 @@ def test_bad_fills_are_refused_before_anything_is_written():
         {"action": "buy", "quantity": 1, "price": 5000, "at": datetime(2026, 3, 2, 15)},  # naive
     ):
         with pytest.raises(ValueError):  # noqa: PT011 - each message is checked by the pure modules' tests
-            services.recorder_record_fill(recorder=recorder, **kwargs)
+            recorder_record_fill(recorder=recorder, **kwargs)
     assert not RecorderTrade.objects.exists()
 
 
 def test_the_same_source_is_recorded_once():
     recorder = RecorderFactory()
     at = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-    first = services.recorder_record_fill(
+    first = recorder_record_fill(
         recorder=recorder, action="buy", quantity=1, price=5000, at=at, source_key="signal:9"
     )
-    again = services.recorder_record_fill(
+    again = recorder_record_fill(
         recorder=recorder, action="buy", quantity=1, price=5000, at=at, source_key="signal:9"
     )
     assert again.pk == first.pk
@@ -486,7 +492,7 @@ def test_the_same_source_is_recorded_once():
 
 def test_pnl_is_booked_to_the_cme_session_that_starts_at_five_pm_chicago():
     recorder = RecorderFactory()
-    fill = services.recorder_record_fill
+    fill = recorder_record_fill
     fill(recorder=recorder, action="buy", quantity=1, price=5000, at=chicago(2026, 3, 2, 16, 0))
     before_roll = fill(
         recorder=recorder, action="sell", quantity=1, price=5010, at=chicago(2026, 3, 2, 16, 59, 59)
@@ -508,19 +514,17 @@ def test_pnl_is_booked_to_the_cme_session_that_starts_at_five_pm_chicago():
 def test_the_recorder_filters_count_signals_and_record_accepted_ones():
     recorder = RecorderFactory(signal_cooldown=60)
     at = chicago(2026, 3, 2, 9, 0)
-    buy = services.recorder_signal_evaluate(
+    buy = recorder_signal_evaluate(
         recorder=recorder, signal=Signal("buy", at, price=Decimal(5000)), source_key="signal:1"
     )
     assert buy.allowed
     assert selectors.recorder_book(recorder).position == 1
-    too_soon = services.recorder_signal_evaluate(
+    too_soon = recorder_signal_evaluate(
         recorder=recorder, signal=Signal("buy", at.replace(second=59), price=Decimal(5001))
     )
     assert not too_soon.allowed
     assert "Cooldown" in too_soon.reason
-    close = services.recorder_signal_evaluate(
-        recorder=recorder, signal=Signal("close", at, price=Decimal(5004))
-    )
+    close = recorder_signal_evaluate(recorder=recorder, signal=Signal("close", at, price=Decimal(5004)))
     assert close.allowed
     assert selectors.recorder_book(recorder).position == 0
     assert selectors.recorder_session_pnl(recorder, at=at) == Decimal("200.00")
@@ -531,7 +535,7 @@ def test_the_recorder_filters_count_signals_and_record_accepted_ones():
 def test_the_daily_loss_limit_reads_the_recorders_own_session_pnl():
     recorder = RecorderFactory(max_daily_loss=Decimal(400))
     at = chicago(2026, 3, 2, 9, 0)
-    evaluate = services.recorder_signal_evaluate
+    evaluate = recorder_signal_evaluate
     evaluate(recorder=recorder, signal=Signal("buy", at, price=Decimal(5000)))
     evaluate(recorder=recorder, signal=Signal("close", at, price=Decimal(4992)))  # -$400
     refused = evaluate(recorder=recorder, signal=Signal("buy", at, price=Decimal(4990)))
@@ -546,10 +550,10 @@ def test_the_daily_loss_limit_reads_the_recorders_own_session_pnl():
 def test_a_signal_without_a_price_is_judged_and_the_book_catches_up_later():
     recorder = RecorderFactory()
     at = chicago(2026, 3, 2, 9, 0)
-    services.recorder_signal_evaluate(recorder=recorder, signal=Signal("buy", at))
+    recorder_signal_evaluate(recorder=recorder, signal=Signal("buy", at))
     assert selectors.recorder_book(recorder).position == 0
     assert selectors.recorder_risk_state(recorder, at=at).position == 1
-    services.recorder_signal_evaluate(recorder=recorder, signal=Signal("buy", at, price=Decimal(5000)))
+    recorder_signal_evaluate(recorder=recorder, signal=Signal("buy", at, price=Decimal(5000)))
     assert selectors.recorder_book(recorder).position == 2  # moved to where the signals put the strategy
 
 
@@ -557,9 +561,9 @@ def test_the_dashboard_sums_todays_pnl_and_lists_open_positions(django_assert_ma
     owner = UserFactory()
     at = chicago(2026, 3, 2, 9, 0)
     winner, holder = RecorderFactory(owner=owner), RecorderFactory(owner=owner, symbol="NQ")
-    services.recorder_record_fill(recorder=winner, action="buy", quantity=1, price=5000, at=at)
-    services.recorder_record_fill(recorder=winner, action="sell", quantity=1, price=5002, at=at)
-    services.recorder_record_fill(recorder=holder, action="sell", quantity=2, price=20000, at=at)
+    recorder_record_fill(recorder=winner, action="buy", quantity=1, price=5000, at=at)
+    recorder_record_fill(recorder=winner, action="sell", quantity=1, price=5002, at=at)
+    recorder_record_fill(recorder=holder, action="sell", quantity=2, price=20000, at=at)
     RecorderFactory()  # someone else's
     with django_assert_max_num_queries(3):
         summary = selectors.dashboard_summary(owner, at=at)

@@ -12,8 +12,8 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from trading import services
 from trading.models import BrokerAccount, BrokerSubAccount
+from trading.services.broker_accounts import broker_account_mark_needs_attention
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.factories import BrokerAccountFactory, TradovateAccountFactory
 from trading.tests.fake_tradovate import (
@@ -265,7 +265,7 @@ def test_a_code_neither_environment_accepts_is_reported_in_tradovates_words(owne
 def test_reconnecting_an_account_that_needs_attention_makes_it_trade_again(owner_client, owner, oauth, fake):
     account = TradovateAccountFactory(owner=owner, name="Apex 50K", username=USERNAME, password=PASSWORD)
     BrokerAccount.objects.filter(pk=account.pk).update(access_token="old-token")
-    services.broker_account_mark_needs_attention(
+    broker_account_mark_needs_attention(
         account=account, reason="captcha", message="Tradovate asks for a captcha."
     )
     state = start(owner_client, account=account.pk)
@@ -345,7 +345,7 @@ def test_a_refused_password_marks_the_account_with_tradovates_words(owner_client
 
 
 def test_no_login_is_tried_during_the_captcha_pause(owner_client, account, fake):
-    services.broker_account_mark_needs_attention(
+    broker_account_mark_needs_attention(
         account=account, reason="captcha", message="Tradovate asks for a captcha."
     )
 
@@ -356,7 +356,7 @@ def test_no_login_is_tried_during_the_captcha_pause(owner_client, account, fake)
 
 
 def test_a_working_connection_clears_the_needs_attention_state_after_the_pause(owner_client, account, fake):
-    services.broker_account_mark_needs_attention(
+    broker_account_mark_needs_attention(
         account=account,
         reason="captcha",
         message="Tradovate asks for a captcha.",

@@ -19,10 +19,12 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from trading import execution, reconciliation, services
 from trading.brokers import registry
 from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, Decision, Order, Position, ReconcileAction
+from trading.services.broker_accounts import broker_account_sync_subaccounts
+from trading.services.orders import order_settle
+from trading.services.reconciliation import ReconcileReport, account_reconcile, accounts_to_reconcile
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import TaskQueue
 from trading.tests.factories import RecorderFactory, TraderFactory, TradovateAccountFactory
@@ -105,7 +107,7 @@ def tradovate_settings(settings, fake):
 def account(owner, tradovate_settings) -> BrokerAccount:
     """The owner's demo Tradovate login, trading its account DEMO12345."""
     account = TradovateAccountFactory(owner=owner, name="Apex 50K", username=USERNAME, password=PASSWORD)
-    services.broker_account_sync_subaccounts(
+    broker_account_sync_subaccounts(
         account=account, subaccounts=[SubAccount(ACCOUNT_ID, DEMO_ACCOUNT_NAME, True)]
     )
     return account
@@ -128,7 +130,7 @@ def trade_on(recorder, account, *, multiplier: int = 1):
     return TraderFactory(recorder=recorder, account=account, subaccounts=[(ACCOUNT_ID, multiplier)])
 
 
-def send_alert(client, recorder, capture, queue: TaskQueue, **fields) -> dict:
+def send_alert(client, recorder, capture, task_queue: TaskQueue, **fields) -> dict:
     """Post a TradingView alert to the recorder's webhook and run every task it queues."""
     body = {"action": "buy", "ticker": "ES1!", "price": 5000, "id": uuid.uuid4().hex, **fields}
     with capture(execute=True):
@@ -136,12 +138,12 @@ def send_alert(client, recorder, capture, queue: TaskQueue, **fields) -> dict:
             f"/webhook/{recorder.webhook_token}", data=json.dumps(body), content_type="application/json"
         )
     assert response.status_code == 200, response.content
-    queue.run()
+    task_queue.run()
     return response.json()
 
 
-def reconcile(account, **options) -> reconciliation.ReconcileReport:
-    report = reconciliation.account_reconcile(account_id=account.pk, **options)
+def reconcile(account, **options) -> ReconcileReport:
+    report = account_reconcile(account_id=account.pk, **options)
     assert report.ok, report.error
     return report
 
@@ -159,11 +161,11 @@ def orders(**filters) -> dict[str, Order]:
 
 
 def test_an_alert_becomes_one_placeoso_with_take_profit_and_stop_exactly_as_tradovate_expects(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     placed = orders(broker_account=account)
     entry, take_profit, stop = placed["entry"], placed["tp1"], placed["sl1"]
@@ -202,10 +204,10 @@ def test_an_alert_becomes_one_placeoso_with_take_profit_and_stop_exactly_as_trad
 
 
 def test_reconciliation_then_records_the_fill_and_the_position_of_the_bracket(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     report = reconcile(account)
 
@@ -219,7 +221,7 @@ def test_reconciliation_then_records_the_fill_and_the_position_of_the_bracket(
 
 
 def test_two_targets_with_a_trailing_stop_go_out_as_two_placeoso_brackets_one_per_target(
-    client, queue, django_capture_on_commit_callbacks, fake, account, owner
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, owner
 ):
     recorder = RecorderFactory(
         owner=owner,
@@ -232,7 +234,7 @@ def test_two_targets_with_a_trailing_stop_go_out_as_two_placeoso_brackets_one_pe
     )
     trade_on(recorder, account)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     placed = orders(broker_account=account)
 
@@ -277,7 +279,7 @@ def test_two_targets_with_a_trailing_stop_go_out_as_two_placeoso_brackets_one_pe
 
 
 def test_the_average_down_goes_out_after_the_bracket_as_one_automated_gtc_limit_on_the_tick_grid(
-    client, queue, django_capture_on_commit_callbacks, fake, account, owner
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, owner
 ):
     recorder = RecorderFactory(
         owner=owner,
@@ -292,7 +294,7 @@ def test_the_average_down_goes_out_after_the_bracket_as_one_automated_gtc_limit_
     )
     trade_on(recorder, account)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     placed = orders(broker_account=account)
     average_down = placed["avg1"]
@@ -319,7 +321,7 @@ def test_the_average_down_goes_out_after_the_bracket_as_one_automated_gtc_limit_
 
 
 def test_the_protection_of_an_added_contract_replaces_the_old_as_automated_oco_pairs(
-    client, queue, django_capture_on_commit_callbacks, fake, account, owner
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, owner
 ):
     recorder = RecorderFactory(
         owner=owner,
@@ -329,11 +331,11 @@ def test_the_protection_of_an_added_contract_replaces_the_old_as_automated_oco_p
         sl_amount=Decimal(8),
     )
     trade_on(recorder, account)
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
     first = orders(broker_account=account)
     before = len(order_changes(fake))
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)  # a second buy adds one
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)  # a second buy adds one
 
     added = {
         key: order
@@ -381,13 +383,13 @@ def test_the_protection_of_an_added_contract_replaces_the_old_as_automated_oco_p
 
 
 def test_a_close_alert_liquidates_the_position_by_contract_id(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
     reconcile(account)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue, action="close", price=5001)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue, action="close", price=5001)
 
     assert fake.bodies(LIQUIDATE) == [
         {"accountId": DEMO_ACCOUNT_ID, "contractId": fake.contract_id("ESZ6"), "admin": False}
@@ -408,12 +410,12 @@ def test_a_close_alert_liquidates_the_position_by_contract_id(
 
 
 def test_tradovates_refusal_reaches_the_order_log_verbatim(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
     fake.refuse_next(OSO, reason="MaxPosLimitReached", text="Max position limit of 0 contracts reached.")
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     entry = Order.objects.get(plan_key="entry")
     assert (entry.status, entry.error) == ("rejected", "Max position limit of 0 contracts reached.")
@@ -423,11 +425,11 @@ def test_tradovates_refusal_reaches_the_order_log_verbatim(
 
 
 def test_the_contract_is_resolved_once_for_many_signals(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
     for action in ("buy", "close", "buy"):
-        send_alert(client, recorder, django_capture_on_commit_callbacks, queue, action=action)
+        send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue, action=action)
 
     assert len(fake.requests_to("/contract/suggest")) == 1
     assert len(fake.bodies(OSO)) == 2
@@ -437,7 +439,7 @@ def test_the_contract_is_resolved_once_for_many_signals(
 
 
 def test_many_orders_on_one_account_cost_one_authentication_across_workers(
-    client, queue, django_capture_on_commit_callbacks, fake, account, owner
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, owner
 ):
     # Three recorders trading the same login: every decision builds its own broker and client, as separate
     # workers would, and finds the token the first one stored on the account row.
@@ -445,7 +447,7 @@ def test_many_orders_on_one_account_cost_one_authentication_across_workers(
     for recorder in recorders:
         trade_on(recorder, account)
     for recorder in recorders:
-        send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+        send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
     reconcile(account)
 
     assert len(fake.requests_to(LOGIN)) == 1
@@ -507,7 +509,7 @@ def test_a_renewal_lease_lapses_when_its_worker_died_and_is_never_freed_by_anoth
 
 
 def test_a_token_close_to_expiry_is_renewed_before_the_order_not_replaced_by_a_login(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     token, expires_at = fake.issue_token(lifetime=timedelta(minutes=5))
     BrokerAccount.objects.filter(pk=account.pk).update(
@@ -515,7 +517,7 @@ def test_a_token_close_to_expiry_is_renewed_before_the_order_not_replaced_by_a_l
     )
     trade_on(recorder, account)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     [renewal] = fake.requests_to(RENEW)
     assert renewal.headers["Authorization"] == f"Bearer {token}"
@@ -527,12 +529,12 @@ def test_a_token_close_to_expiry_is_renewed_before_the_order_not_replaced_by_a_l
 
 
 def test_a_penalty_on_the_bracket_is_waited_out_and_the_order_placed_once(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
     fake.penalize_next(OSO, p_time=0.05)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     first, second = fake.bodies(OSO)
     assert "p-ticket" not in first
@@ -543,12 +545,12 @@ def test_a_penalty_on_the_bracket_is_waited_out_and_the_order_placed_once(
 
 
 def test_a_captcha_marks_the_account_and_no_login_is_tried_again_within_the_hour(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
     fake.penalize_next(LOGIN, captcha=True)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     stored = BrokerAccount.objects.get(pk=account.pk)
     assert (stored.status, stored.status_reason) == ("needs_attention", "captcha")
@@ -560,8 +562,8 @@ def test_a_captcha_marks_the_account_and_no_login_is_tried_again_within_the_hour
     assert "OAuth" in decision.reason
     requests_after_captcha = len(fake.requests)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue, action="sell")
-    assert reconciliation.accounts_to_reconcile() == []
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue, action="sell")
+    assert accounts_to_reconcile() == []
     assert len(fake.requests) == requests_after_captcha  # nothing was even tried
 
     client.force_login(account.owner)
@@ -572,16 +574,16 @@ def test_a_captcha_marks_the_account_and_no_login_is_tried_again_within_the_hour
 
 
 def test_reconciliation_logs_in_again_once_the_captcha_pause_is_over(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
     fake.penalize_next(LOGIN, captcha=True)
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
     later = datetime.now(UTC) + timedelta(minutes=61)
     BrokerAccount.objects.filter(pk=account.pk).update(retry_not_before=later - timedelta(minutes=1))
 
     with time_machine.travel(later, tick=False):
-        assert reconciliation.accounts_to_reconcile() == [account.pk]
+        assert accounts_to_reconcile() == [account.pk]
         report = reconcile(account)
 
     assert next(step.kind for step in report.steps) == "reconnect"
@@ -590,12 +592,12 @@ def test_reconciliation_logs_in_again_once_the_captcha_pause_is_over(
 
 
 def test_a_lock_out_rests_the_login_for_the_hour_then_reconciliation_resumes_it(
-    client, queue, django_capture_on_commit_callbacks, fake, account, recorder
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder
 ):
     trade_on(recorder, account)
     fake.fail_next(OSO, status=429)
 
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
 
     stored = BrokerAccount.objects.get(pk=account.pk)
     assert (stored.status, stored.status_reason) == ("needs_attention", "locked_out")
@@ -606,12 +608,12 @@ def test_a_lock_out_rests_the_login_for_the_hour_then_reconciliation_resumes_it(
     assert fake.position(DEMO_ACCOUNT_ID, "ESZ6") == 0
     requests_after_lock_out = len(fake.requests)
     # Every further request would extend the lock-out: nothing goes to Tradovate until the hour is over.
-    send_alert(client, recorder, django_capture_on_commit_callbacks, queue, action="sell")
-    assert reconciliation.accounts_to_reconcile() == []
+    send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue, action="sell")
+    assert accounts_to_reconcile() == []
     assert len(fake.requests) == requests_after_lock_out
 
     with time_machine.travel(stored.retry_not_before + timedelta(seconds=1), tick=False):
-        assert reconciliation.accounts_to_reconcile() == [account.pk]
+        assert accounts_to_reconcile() == [account.pk]
         report = reconcile(account)
 
     assert next(step.kind for step in report.steps) == "reconnect"
@@ -622,14 +624,16 @@ def test_a_lock_out_rests_the_login_for_the_hour_then_reconciliation_resumes_it(
 
 
 @pytest.fixture
-def bracket_timing_out(client, queue, django_capture_on_commit_callbacks, fake, account, recorder, settings):
+def bracket_timing_out(
+    client, task_queue, django_capture_on_commit_callbacks, fake, account, recorder, settings
+):
     """Send an alert whose placeoso is answered after the timeout; return its orders by plan key."""
 
     def send() -> dict[str, Order]:
         settings.TRADOVATE_TIMEOUT = (1.0, 0.3)
         trade_on(recorder, account)
         fake.slow_next(OSO, seconds=1.0)
-        send_alert(client, recorder, django_capture_on_commit_callbacks, queue)
+        send_alert(client, recorder, django_capture_on_commit_callbacks, task_queue)
         return orders(broker_account=account)
 
     return send
@@ -664,11 +668,11 @@ def test_a_bracket_exit_is_not_judged_before_its_entry_is_settled(fake, bracket_
     placed = bracket_timing_out()
 
     # The sweeper's tasks may run in any order: the stop's comes first here.
-    stop = execution.order_settle(order_id=placed["sl1"].pk)
+    stop = order_settle(order_id=placed["sl1"].pk)
 
     assert stop.status == "unknown"  # not "never placed": that depends on the entry
-    execution.order_settle(order_id=placed["entry"].pk)
-    assert execution.order_settle(order_id=placed["sl1"].pk).status == "working"
+    order_settle(order_id=placed["entry"].pk)
+    assert order_settle(order_id=placed["sl1"].pk).status == "working"
 
 
 def test_a_bracket_that_timed_out_is_never_resent_and_reconciliation_adopts_the_one_at_the_broker(

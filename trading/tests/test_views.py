@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
-from trading import services
 from trading.models import BrokerAccount, Recorder, Trader
+from trading.services.broker_accounts import broker_account_mark_needs_attention
+from trading.services.recorders import recorder_record_fill
 from trading.tests.factories import (
     BrokerAccountFactory,
     RecorderFactory,
@@ -200,7 +201,7 @@ def test_the_recorder_list_shows_own_and_public_recorders_in_bounded_queries(
     at = datetime.now(UTC)
     for number in range(6):
         recorder = RecorderFactory(owner=owner, name=f"Mine {number}")
-        services.recorder_record_fill(recorder=recorder, action="buy", quantity=1, price=5000, at=at)
+        recorder_record_fill(recorder=recorder, action="buy", quantity=1, price=5000, at=at)
         TraderFactory(recorder=recorder)
     RecorderFactory(is_private=False, name="Somebody's public")
     RecorderFactory(name="Somebody's private")
@@ -218,8 +219,8 @@ def test_the_recorder_page_shows_performance_in_bounded_queries(
     recorder = RecorderFactory(owner=owner)
     at = datetime.now(UTC)
     for _ in range(10):
-        services.recorder_record_fill(recorder=recorder, action="buy", quantity=1, price=5000, at=at)
-        services.recorder_record_fill(recorder=recorder, action="sell", quantity=1, price=5001, at=at)
+        recorder_record_fill(recorder=recorder, action="buy", quantity=1, price=5000, at=at)
+        recorder_record_fill(recorder=recorder, action="sell", quantity=1, price=5001, at=at)
     with django_assert_max_num_queries(12):
         response = owner_client.get(f"/recorders/{recorder.pk}")
     assert 'id="equity-data"' in response.content.decode()
@@ -367,7 +368,7 @@ def test_the_account_list_stays_within_its_query_budget(owner_client, owner, dja
 
 def test_an_account_that_needs_attention_says_why_on_the_dashboard(owner_client, owner):
     account = TradovateAccountFactory(owner=owner, name="Apex")
-    services.broker_account_mark_needs_attention(
+    broker_account_mark_needs_attention(
         account=account, reason="captcha", message="Tradovate asked for a captcha: connect through OAuth."
     )
     page = owner_client.get("/dashboard").content.decode()
@@ -384,9 +385,9 @@ def test_the_dashboard_shows_todays_pnl_and_open_positions_in_bounded_queries(
     at = datetime.now(UTC)
     for number in range(5):
         recorder = RecorderFactory(owner=owner, name=f"R{number}")
-        services.recorder_record_fill(recorder=recorder, action="buy", quantity=1, price=5000, at=at)
-        services.recorder_record_fill(recorder=recorder, action="sell", quantity=1, price=5002, at=at)
-    services.recorder_record_fill(
+        recorder_record_fill(recorder=recorder, action="buy", quantity=1, price=5000, at=at)
+        recorder_record_fill(recorder=recorder, action="sell", quantity=1, price=5002, at=at)
+    recorder_record_fill(
         recorder=Recorder.objects.get(name="R0"), action="buy", quantity=2, price=5001, at=at
     )
     with django_assert_max_num_queries(8):
@@ -500,8 +501,8 @@ def test_the_recorder_page_adds_targets_dims_filters_and_draws_its_chart_offline
     )
     recorder = RecorderFactory(owner=user, tp_targets=[{"value": 8, "trim": 1}])
     at = datetime.now(UTC)
-    services.recorder_record_fill(recorder=recorder, action="buy", quantity=1, price=5000, at=at)
-    services.recorder_record_fill(recorder=recorder, action="sell", quantity=1, price=5004, at=at)
+    recorder_record_fill(recorder=recorder, action="buy", quantity=1, price=5000, at=at)
+    recorder_record_fill(recorder=recorder, action="sell", quantity=1, price=5004, at=at)
     page.goto("/login")
     page.fill("input[name=username]", "charts")
     page.fill("input[name=password]", "browser-pass-123")

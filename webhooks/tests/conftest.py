@@ -11,7 +11,7 @@ from trading.tests import execution_support
 from trading.tests.factories import RecorderFactory
 
 # The pipeline tests' fixtures: a recorded task queue and quick password hashing.
-queue = execution_support.queue
+task_queue = execution_support.task_queue
 _fast_password_hashing = execution_support._fast_password_hashing
 
 
@@ -31,7 +31,7 @@ def recorder(db):
 
 @pytest.fixture
 def post(
-    client, recorder, queue: execution_support.TaskQueue, django_capture_on_commit_callbacks
+    client, recorder, task_queue: execution_support.TaskQueue, django_capture_on_commit_callbacks
 ) -> Callable[..., HttpResponse]:
     """POST a body to the recorder's webhook as TradingView would; callbacks after commit run (and queue)."""
 

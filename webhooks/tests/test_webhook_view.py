@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from celery import current_app
 from django.db import OperationalError
 from django.test import Client, RequestFactory
 
-from trading import execution
-from trading import services as trading_services
 from trading.models import Decision, Recorder, Signal
+from trading.services import queue
+from trading.services.recorders import recorder_regenerate_webhook_token
+from trading.services.signals import IncomingAlert, signal_accept
 from trading.tests.factories import RecorderFactory
 from webhooks import services, views
 
@@ -41,7 +43,7 @@ def tradingview_content_type(body: bytes) -> str:
 # --- 200: stored and queued ---------------------------------------------------------------------------------
 
 
-def test_a_json_alert_is_stored_with_its_source_and_queued_once_committed(post, recorder, queue):
+def test_a_json_alert_is_stored_with_its_source_and_queued_once_committed(post, recorder, task_queue):
     body = b'{"action": "buy", "ticker": "ES1!", "contracts": 2, "price": 5001.25, "comment": "breakout"}'
 
     response = post(body, remote_addr="52.89.214.238")
@@ -63,9 +65,9 @@ def test_a_json_alert_is_stored_with_its_source_and_queued_once_committed(post, 
     assert signal.content_type == "application/json"
     assert abs(signal.received_at - datetime.now(UTC)) < timedelta(seconds=5)
     assert signal.fields["contracts"] == 2
-    assert queue.names() == ["signals_dispatch"]  # once committed
-    queue.run()
-    assert [(name, object_id) for name, object_id, _ in queue.handled] == [
+    assert task_queue.names() == ["signals_dispatch"]  # once committed
+    task_queue.run()
+    assert [(name, object_id) for name, object_id, _ in task_queue.handled] == [
         ("signals_dispatch", None),
         ("signal_process", signal.pk),
     ]
@@ -88,7 +90,9 @@ UNREADABLE_FIXTURES = {
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in ALERTS.iterdir()))
-def test_every_captured_tradingview_body_is_stored_and_answered_as_the_contract_says(client, queue, name):
+def test_every_captured_tradingview_body_is_stored_and_answered_as_the_contract_says(
+    client, task_queue, name
+):
     recorder = RecorderFactory(symbol=FIXTURE_SYMBOLS.get(name, "ES"))
     body = (ALERTS / name).read_bytes()
 
@@ -126,8 +130,8 @@ def test_a_publish_failure_never_fails_the_answer_because_the_row_is_durable(
     def broken(*args, **kwargs):
         raise ConnectionError("Redis is restarting")
 
-    monkeypatch.setattr("trading.tasks.signals_dispatch.apply_async", broken)
-    monkeypatch.setattr(execution, "_window_open", lambda: True)
+    monkeypatch.setattr(current_app, "send_task", broken)
+    monkeypatch.setattr(queue, "dispatch_window_open", lambda: True)
     with django_capture_on_commit_callbacks(execute=True), caplog.at_level(logging.WARNING):
         response = client.post(f"/webhook/{recorder.webhook_token}", data=b"buy", content_type="text/plain")
 
@@ -136,7 +140,7 @@ def test_a_publish_failure_never_fails_the_answer_because_the_row_is_durable(
     assert "the sweeper will re-queue it" in caplog.text
 
 
-def test_a_switched_off_recorder_stores_the_alert_as_ignored_and_queues_nothing(post, recorder, queue):
+def test_a_switched_off_recorder_stores_the_alert_as_ignored_and_queues_nothing(post, recorder, task_queue):
     recorder.enabled = False
     recorder.save()
 
@@ -148,10 +152,10 @@ def test_a_switched_off_recorder_stores_the_alert_as_ignored_and_queues_nothing(
     assert answer(response)["signal"] == signal.pk
     assert signal.status == Signal.Status.IGNORED
     assert "switched off" in signal.reason
-    assert queue.messages == []
+    assert task_queue.messages == []
 
 
-def test_the_webhook_needs_no_csrf_token_and_sets_no_cookie(recorder, queue):
+def test_the_webhook_needs_no_csrf_token_and_sets_no_cookie(recorder, task_queue):
     client = Client(enforce_csrf_checks=True)
 
     response = client.post(f"/webhook/{recorder.webhook_token}", data=b"buy", content_type="text/plain")
@@ -178,7 +182,7 @@ def test_the_hot_path_costs_a_bounded_number_of_queries(post, django_assert_max_
 
 @pytest.mark.django_db(transaction=True)
 def test_outside_any_transaction_an_alert_is_one_insert_and_a_copy_is_still_a_duplicate(
-    client, queue, django_assert_num_queries
+    client, task_queue, django_assert_num_queries
 ):
     recorder = RecorderFactory(symbol="ES")
     url = f"/webhook/{recorder.webhook_token}"
@@ -192,21 +196,21 @@ def test_outside_any_transaction_an_alert_is_one_insert_and_a_copy_is_still_a_du
     assert answer(again) == {"status": "duplicate", "signal": answer(first)["signal"]}
     assert Signal.objects.filter(alert_id="A-1").count() == 1
     assert (
-        queue.names() == ["signals_dispatch"] * 2
+        task_queue.names() == ["signals_dispatch"] * 2
     )  # the warm-up and the first: the duplicate queues nothing
 
 
 # --- the recorder lookup, cached for a second ---------------------------------------------------------------
 
 
-def test_a_recorder_switched_off_within_the_cached_second_still_trades_nothing(post, recorder, queue):
+def test_a_recorder_switched_off_within_the_cached_second_still_trades_nothing(post, recorder, task_queue):
     post(b'{"action": "buy", "id": "before"}')
     Recorder.objects.filter(pk=recorder.pk).update(enabled=False)
 
     response = post(b'{"action": "buy", "id": "after"}')
 
     assert answer(response)["status"] == "accepted"  # the cached recorder was still on
-    queue.run()
+    task_queue.run()
     signal = Signal.objects.get(alert_id="after")
     assert signal.status == Signal.Status.IGNORED
     assert "switched off before the signal was processed" in signal.reason
@@ -214,7 +218,7 @@ def test_a_recorder_switched_off_within_the_cached_second_still_trades_nothing(p
 
 
 @pytest.mark.django_db(transaction=True)  # the foreign key is checked when the INSERT commits
-def test_a_recorder_deleted_while_cached_is_an_unknown_webhook_and_nothing_is_stored(client, queue):
+def test_a_recorder_deleted_while_cached_is_an_unknown_webhook_and_nothing_is_stored(client, task_queue):
     recorder = RecorderFactory(symbol="ES")
     assert services.recorder_for_token(recorder.webhook_token) is not None  # cached
     Recorder.objects.filter(pk=recorder.pk).delete()
@@ -232,7 +236,7 @@ def test_a_replaced_token_stops_working_once_the_cached_moment_is_over(post, rec
     monkeypatch.setattr(services, "RECORDER_CACHE_SECONDS", 0.05)
     old_token = recorder.webhook_token
     assert post(b'{"action": "buy", "id": "1"}').status_code == 200
-    new_token = trading_services.recorder_regenerate_webhook_token(recorder=recorder)
+    new_token = recorder_regenerate_webhook_token(recorder=recorder)
     time.sleep(0.06)
 
     assert post(b'{"action": "buy", "id": "2"}', token=old_token).status_code == 404
@@ -242,14 +246,14 @@ def test_a_replaced_token_stops_working_once_the_cached_moment_is_over(post, rec
 # --- 200: duplicates ----------------------------------------------------------------------------------------
 
 
-def test_the_same_alert_id_is_a_duplicate_of_the_first_signal_even_with_another_body(post, queue):
+def test_the_same_alert_id_is_a_duplicate_of_the_first_signal_even_with_another_body(post, task_queue):
     first = post(b'{"action": "buy", "id": "ES-42", "price": 5000}')
     again = post(b'{"action": "buy", "id": "ES-42", "price": 5000.25}')
 
     assert first.status_code == again.status_code == 200
     assert answer(again) == {"status": "duplicate", "signal": answer(first)["signal"]}
     assert Signal.objects.count() == 1
-    assert queue.names() == ["signals_dispatch"]  # for the first only
+    assert task_queue.names() == ["signals_dispatch"]  # for the first only
 
 
 def test_an_alert_id_is_per_recorder(post, client):
@@ -300,9 +304,9 @@ def test_an_identical_body_after_the_window_is_a_new_signal(post, settings):
 
 def test_two_copies_racing_past_the_duplicate_check_still_make_one_signal(recorder, monkeypatch):
     """The unique constraint on (recorder, body digest, time bucket) decides when the read saw nothing."""
-    monkeypatch.setattr(execution, "_body_duplicate", lambda *args: None)
+    monkeypatch.setattr("trading.services.signals.body_duplicate_find", lambda *args: None)
     moment = datetime(2026, 3, 2, 15, 0, 0, 500_000, tzinfo=UTC)
-    alert = execution.IncomingAlert(
+    alert = IncomingAlert(
         raw_body="buy",
         content_type="text/plain",
         source_ip=None,
@@ -311,9 +315,9 @@ def test_two_copies_racing_past_the_duplicate_check_still_make_one_signal(record
         action="buy",
     )
 
-    first = execution.signal_accept(recorder=recorder, alert=alert)
+    first = signal_accept(recorder=recorder, alert=alert)
     monkeypatch.undo()
-    second = execution.signal_accept(recorder=recorder, alert=alert)
+    second = signal_accept(recorder=recorder, alert=alert)
 
     assert (first.outcome, second.outcome) == ("accepted", "duplicate")
     assert second.signal_id == first.signal_id
@@ -344,7 +348,7 @@ def test_a_duplicate_of_a_rejected_body_is_stored_again_because_nothing_was_exec
     ],
 )
 def test_a_body_that_cannot_be_used_is_stored_as_rejected_and_answered_400_with_the_reason(
-    post, queue, body, reason
+    post, task_queue, body, reason
 ):
     response = post(body)
 
@@ -354,7 +358,7 @@ def test_a_body_that_cannot_be_used_is_stored_as_rejected_and_answered_400_with_
     assert reason in signal.reason
     assert signal.status == Signal.Status.REJECTED
     assert signal.raw_body == body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-    assert queue.messages == []
+    assert task_queue.messages == []
 
 
 def test_a_nul_byte_in_the_body_is_stored_replaced_so_every_database_accepts_it(post):

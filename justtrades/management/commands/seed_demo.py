@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from trading.execution import demo_trading_seed
+from trading.services.demo import demo_trading_seed
 
 DEMO_USERNAME = "demo"
 

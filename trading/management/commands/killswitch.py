@@ -3,8 +3,8 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from trading import execution
 from trading.models import BrokerAccount, KillSwitch
+from trading.services.killswitches import killswitch_set
 
 
 class Command(BaseCommand):
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         if state == "status":
             self._status()
             return
-        switch = execution.killswitch_set(
+        switch = killswitch_set(
             engaged=state == "on", user=target_user, account=target_account, reason=reason
         )
         effect = "stopped: signals are stored, no order is sent" if switch.engaged else "resumed"

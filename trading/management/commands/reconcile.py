@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from trading import reconciliation
 from trading.models import BrokerAccount, ReconcileRun
+from trading.services.reconciliation import ReconcileReport, account_reconcile, accounts_to_reconcile
 
 
 class Command(BaseCommand):
@@ -18,12 +18,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, account: str | None, dry_run: bool, **options):
-        account_ids = [self._account(account).pk] if account else reconciliation.accounts_to_reconcile()
+        account_ids = [self._account(account).pk] if account else accounts_to_reconcile()
         if dry_run:
             self.stdout.write("Dry run: nothing is changed at the broker or in the database.")
         failed = actions = 0
         for number, account_id in enumerate(account_ids, start=1):
-            report = reconciliation.account_reconcile(
+            report = account_reconcile(
                 account_id=account_id, dry_run=dry_run, trigger=ReconcileRun.Trigger.COMMAND
             )
             actions += len(report.steps)
@@ -35,7 +35,7 @@ class Command(BaseCommand):
             raise CommandError(summary)
         self.stdout.write(self.style.SUCCESS(summary))
 
-    def _show(self, report: reconciliation.ReconcileReport, number: int, total: int, dry_run: bool) -> None:
+    def _show(self, report: ReconcileReport, number: int, total: int, dry_run: bool) -> None:
         state = "failed" if not report.ok else f"{len(report.steps)} action(s)"
         self.stdout.write(f"[{number}/{total}] {report.account_name or report.account_pk}: {state}")
         for step in report.steps:

@@ -4,7 +4,7 @@ Every minute (Celery beat runs `reconcile_all`, which queues one `reconcile_acco
 slow broker holds back only its own account) and from `python manage.py reconcile`. For each account in use:
 
 1. orders whose outcome is unknown are settled by reading the broker's orders, never by sending them again;
-2. order statuses, fills and positions are taken from the broker (`execution.account_sync`), which also
+2. order statuses, fills and positions are taken from the broker (`account_sync`), which also
    cancels the protective orders of flat positions and the partners of filled one-cancels-other exits;
 3. a position past its recorder's cutoff is flattened when auto-flat is on;
 4. take-profits and stops an open position lacks are placed again, old ones cancelled first (never stacked).
@@ -28,7 +28,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from trading import execution, plans
+from trading import plans
+from trading.brokers import registry
 from trading.brokers.base import (
     Broker,
     BrokerError,
@@ -42,8 +43,8 @@ from trading.brokers.base import (
     PlacedOrder,
 )
 from trading.brokers.base import OrderStatus as BrokerOrderStatus
-from trading.brokers.registry import broker_for_account
-from trading.leases import account_lease_release, account_lease_take
+from trading.claims import account_lease_release, account_lease_take
+from trading.errors import RetryLater
 from trading.models import (
     BrokerAccount,
     Decision,
@@ -57,11 +58,16 @@ from trading.models import (
 )
 from trading.risk import Side, auto_flat_due
 from trading.selectors import contract_for_symbol, recorder_plan_settings, recorder_risk_settings
-from trading.services import (
+from trading.services.broker_accounts import (
     SELF_HEALING_REASONS,
     broker_account_mark_active,
     broker_account_mark_needs_attention,
 )
+from trading.services.contracts import contract_root
+from trading.services.decisions import decision_refresh
+from trading.services.killswitches import killswitch_reason
+from trading.services.orders import RESTING_ROLES, order_settle, order_submit
+from trading.services.sync import account_sync
 from trading.symbols import SymbolError
 
 logger = logging.getLogger(__name__)
@@ -79,7 +85,7 @@ STOP_TYPES = frozenset({"Stop", "TrailingStop", "StopLimit", "TrailingStopLimit"
 PROTECTION_ROLES = (Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS)
 LOST_STATUSES = (Order.Status.CANCELLED, Order.Status.REJECTED, Order.Status.FAILED)
 IN_FLIGHT_STATUSES = (Order.Status.PENDING, Order.Status.SUBMITTING, Order.Status.UNKNOWN)
-# The text execution.account_sync gives the protective orders it cancels (flat position, OCO partner filled).
+# The text account_sync gives the protective orders it cancels (flat position, OCO partner filled).
 SYNC_CANCEL_TEXT = "Cancelled: nothing left"
 _FROM_BROKER = {
     BrokerOrderStatus.PENDING: Order.Status.WORKING,
@@ -354,14 +360,14 @@ def _reconcile(log: _Log, account: BrokerAccount, broker: Broker | None, now: da
             if dry_run:
                 log.note("The pause Tradovate asked for is over: a real run would try the login again.")
                 return log.finish()
-            broker = broker or broker_for_account(account, retrying=True)
+            broker = broker or registry.broker_for_account(account, retrying=True)
             broker.list_accounts()
             broker_account_mark_active(account=account)
             log.step(
                 Kind.RECONNECT,
                 "Tradovate accepts the login again after the pause it asked for: trading resumes.",
             )
-        broker = broker or broker_for_account(account, dry_run=dry_run)
+        broker = broker or registry.broker_for_account(account, dry_run=dry_run)
         snapshot = _SnapshotBroker(broker, dry_run=dry_run)
         account_ids = _account_ids(account)
         for account_id in account_ids:
@@ -371,7 +377,7 @@ def _reconcile(log: _Log, account: BrokerAccount, broker: Broker | None, now: da
                 _preview_sync(log, snapshot, account, account_id)
         else:
             _sync(log, snapshot, account)
-        blocked = execution.killswitch_reason(user_id=account.owner_id, account_id=account.pk)
+        blocked = killswitch_reason(user_id=account.owner_id, account_id=account.pk)
         changes = snapshot.changes
         for account_id in account_ids:
             for root, (quantity, average) in sorted(_broker_positions(snapshot, account_id).items()):
@@ -423,7 +429,7 @@ def _account_ids(account: BrokerAccount) -> list[str]:
 
 def _root_of(symbol: str) -> str | None:
     try:
-        return execution.contract_root(symbol)
+        return contract_root(symbol)
     except SymbolError:
         return None
 
@@ -487,7 +493,7 @@ def _settle_unknown(
                 )
             log.step(Kind.SETTLE, reason, account_id=account_id, symbol=order.symbol, order=order)
             continue
-        settled = execution.order_settle(order_id=order.pk, broker=broker)
+        settled = order_settle(order_id=order.pk, broker=broker)
         if settled is None or settled.status == Order.Status.UNKNOWN:
             log.note(f"Order {order.pk} ({order.client_id}) is still unknown: the broker could not be asked.")
             continue
@@ -541,7 +547,7 @@ def _settle_liquidation(log: _Log, broker: _SnapshotBroker, account: BrokerAccou
             status=status, broker_order_id=broker_order_id, error=reason
         )
         if updated and order.decision_id:
-            execution._decision_refresh(order.decision_id)
+            decision_refresh(order.decision_id)
     log.step(Kind.SETTLE, reason, account_id=order.account_id, symbol=order.symbol, order=order)
     if status == Order.Status.FAILED:
         _liquidate_again(log, broker, account, order)
@@ -603,7 +609,7 @@ def _liquidate_again(log: _Log, broker: _SnapshotBroker, account: BrokerAccount,
 
 
 def _sync(log: _Log, broker: _SnapshotBroker, account: BrokerAccount) -> None:
-    """Run execution.account_sync and record what it changed."""
+    """Run account_sync and record what it changed."""
     working = list(
         Order.objects.filter(broker_account=account, status=Order.Status.WORKING).values_list("pk", flat=True)
     )
@@ -611,7 +617,7 @@ def _sync(log: _Log, broker: _SnapshotBroker, account: BrokerAccount) -> None:
         (row.account_id, row.symbol): row.quantity for row in Position.objects.filter(broker_account=account)
     }
     fills_before = Fill.objects.filter(broker_account=account).count()
-    execution.account_sync(account=account, broker=broker)
+    account_sync(account=account, broker=broker)
     for order in Order.objects.filter(pk__in=working).exclude(status=Order.Status.WORKING).order_by("pk"):
         if order.status == Order.Status.CANCELLED and order.error.startswith(SYNC_CANCEL_TEXT):
             kind = Kind.CANCEL_ORPHAN
@@ -695,7 +701,7 @@ def _preview_sync(log: _Log, broker: _SnapshotBroker, account: BrokerAccount, ac
             broker_account=account,
             account_id=account_id,
             status=Order.Status.WORKING,
-            role__in=execution.PROTECTIVE_ROLES,
+            role__in=RESTING_ROLES,
         ).order_by("pk")
         if order.broker_order_id in at_broker and at_broker[order.broker_order_id].is_open
     ]
@@ -1245,9 +1251,9 @@ def _submit(order: Order, broker: Broker, *, oco_partner: Order | None = None) -
     """Send a stored order (with its OCO partner) through the pipeline's order_submit: claimed, sent once."""
     try:
         if oco_partner is not None:
-            return execution.order_submit(order=order, broker=broker, oco_partner=oco_partner)
-        return execution.order_submit(order=order, broker=broker)
-    except execution.RetryLater as retry:
+            return order_submit(order=order, broker=broker, oco_partner=oco_partner)
+        return order_submit(order=order, broker=broker)
+    except RetryLater as retry:
         # Certainly not placed; the next run sees the position still lacking and tries again.
         ids = [order.pk] + ([oco_partner.pk] if oco_partner is not None else [])
         Order.objects.filter(pk__in=ids, status=Order.Status.PENDING).update(
