@@ -1,4 +1,4 @@
-"""API representations of broker accounts, recorders and traders, named as in shared/specs/interfaces.md."""
+"""API representations of the trading domain, named as in shared/specs/interfaces.md."""
 
 from __future__ import annotations
 
@@ -17,13 +17,18 @@ from trading.models import (
     PLAN_SETTING_FIELDS,
     RISK_SETTING_FIELDS,
     BrokerAccount,
+    Decision,
+    Order,
+    Position,
     Recorder,
+    Signal,
     Trader,
 )
-from trading.services import broker_accounts, recorders, traders
+from trading.services import broker_accounts, contracts, prices, recorders, traders
 from trading.services.recorders import RECORDER_FIELDS
 from trading.services.traders import TRADER_FIELDS
 from trading.services.validation import UNSET
+from trading.symbols import SymbolError
 
 
 def as_api_error(error: DjangoValidationError) -> serializers.ValidationError:
@@ -338,3 +343,129 @@ class TraderSerializer(ServiceSerializerMixin, serializers.ModelSerializer):
             tp_targets=validated_data.get("targets", UNSET),
             **self._service_kwargs(validated_data),
         )
+
+
+# --- signals, decisions, orders and positions (read only) ---------------------------------------------------
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    """An order as sent to the broker, with its status and the broker's words when it refused."""
+
+    signal = serializers.PrimaryKeyRelatedField(read_only=True)
+    trader = serializers.PrimaryKeyRelatedField(read_only=True)
+    account = serializers.PrimaryKeyRelatedField(source="broker_account", read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "signal",
+            "trader",
+            "account",
+            "account_id",
+            "account_name",
+            "symbol",
+            "client_id",
+            "broker_order_id",
+            "role",
+            "action",
+            "order_type",
+            "quantity",
+            "price",
+            "stop_price",
+            "trail_distance",
+            "status",
+            "error",
+            "filled_quantity",
+            "avg_fill_price",
+            "created_at",
+            "submitted_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class DecisionSerializer(serializers.ModelSerializer):
+    """One trader's decision on a signal, with its orders."""
+
+    trader = serializers.PrimaryKeyRelatedField(read_only=True)
+    account = serializers.PrimaryKeyRelatedField(source="trader.account", read_only=True)
+    orders = OrderSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Decision
+        fields = ["id", "trader", "account", "status", "reason", "move", "quantity", "details", "orders"]
+        read_only_fields = fields
+
+
+class SignalSerializer(serializers.ModelSerializer):
+    """A stored alert, what was read from it, and the decision and orders of each of the user's traders."""
+
+    recorder = serializers.PrimaryKeyRelatedField(read_only=True)
+    decisions = DecisionSerializer(many=True, read_only=True, source="visible_decisions")
+
+    class Meta:
+        model = Signal
+        fields = [
+            "id",
+            "recorder",
+            "status",
+            "reason",
+            "action",
+            "symbol",
+            "quantity",
+            "price",
+            "market_position",
+            "position_size",
+            "alert_id",
+            "fire_time",
+            "comment",
+            "received_at",
+            "source_ip",
+            "raw_body",
+            "move",
+            "processed_at",
+            "decisions",
+        ]
+        read_only_fields = fields
+
+    symbol = serializers.CharField(source="ticker", read_only=True)
+
+
+class PositionSerializer(serializers.ModelSerializer):
+    """A position per account and contract: signed quantity, average price and realized P&L."""
+
+    account = serializers.PrimaryKeyRelatedField(source="broker_account", read_only=True)
+
+    class Meta:
+        model = Position
+        fields = [
+            "id",
+            "account",
+            "account_id",
+            "account_name",
+            "symbol",
+            "quantity",
+            "avg_price",
+            "realized_pnl",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+# --- prices -------------------------------------------------------------------------------------------------
+
+
+class PriceSerializer(serializers.Serializer):
+    """A price for a contract: `ES`, `ESZ6`, `ES1!` or `CME_MINI:ES1!` all mean ES."""
+
+    symbol = serializers.CharField(max_length=64)
+    price = serializers.DecimalField(
+        max_digits=18, decimal_places=8, min_value=Decimal("0.00000001"), max_value=prices.MAX_PRICE - 1
+    )
+
+    def validate_symbol(self, value: str) -> str:
+        try:
+            return contracts.contract_root(value)
+        except SymbolError as error:
+            raise serializers.ValidationError(str(error)) from None

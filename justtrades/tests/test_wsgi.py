@@ -2,6 +2,8 @@
 
 import io
 import json
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from trading.tests.execution_support import task_queue  # noqa: F401  fixture: n
 from trading.tests.factories import RecorderFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # a real request cycle: connections open and close
+ALERT = Path(__file__).parents[2] / "webhooks" / "tests" / "alerts" / "ready_message_entry_long.json"
 
 
 def serve(method: str, path: str, body: bytes = b"", host: str = "127.0.0.1") -> tuple[int, dict, bytes]:
@@ -45,12 +48,20 @@ def _hosts(settings):
 
 def test_an_alert_is_stored_and_answered_without_going_through_the_middleware(task_queue):  # noqa: F811
     recorder = RecorderFactory(symbol="ES")
+    body = ALERT.read_bytes()  # a body TradingView sent, as captured
 
-    status, headers, content = serve("POST", f"/webhook/{recorder.webhook_token}", b'{"action": "buy"}')
+    status, headers, content = serve("POST", f"/webhook/{recorder.webhook_token}", body)
 
     assert status == 200
     signal = Signal.objects.get()
     assert json.loads(content) == {"status": "accepted", "signal": signal.pk}
+    assert (signal.recorder, signal.status, signal.raw_body) == (
+        recorder,
+        Signal.Status.PENDING,
+        body.decode(),
+    )
+    assert (signal.action, signal.ticker, signal.quantity) == ("buy", "ES1!", Decimal(1))
+    assert signal.source_ip == "52.89.214.238"
     assert "Set-Cookie" not in headers
     assert "X-Frame-Options" not in headers  # the clickjacking middleware never saw it
     assert task_queue.names() == ["signals_dispatch"]

@@ -40,8 +40,15 @@ from trading.brokers.base import (
     TimeInForce,
     check_oco_pair,
 )
-from trading.models import BrokerAccount, BrokerSubAccount, ContractSpec
-from trading.models.execution import LastPrice, PaperFill, PaperOrder, PaperPosition
+from trading.models import (
+    BrokerAccount,
+    BrokerSubAccount,
+    ContractSpec,
+    LastPrice,
+    PaperFill,
+    PaperOrder,
+    PaperPosition,
+)
 from trading.risk import RecorderBook, session_key
 from trading.symbols import CONTRACTS, ContractInfo, SymbolError, symbol_root
 

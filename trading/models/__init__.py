@@ -3,6 +3,11 @@
 from trading.models.accounts import BrokerAccount, BrokerSubAccount
 from trading.models.choices import DirectionFilter, DistanceUnit, StopType, StopUnit
 from trading.models.contracts import ContractSpec
+from trading.models.killswitches import KillSwitch
+from trading.models.orders import Fill, Order, Position
+from trading.models.paper import PaperFill, PaperOrder, PaperPosition
+from trading.models.prices import LastPrice
+from trading.models.reconciliation import ReconcileAction, ReconcileRun
 from trading.models.recorders import (
     MAX_TP_TARGETS,
     PLAN_SETTING_FIELDS,
@@ -13,6 +18,7 @@ from trading.models.recorders import (
     RecorderTarget,
     RecorderTrade,
 )
+from trading.models.signals import Decision, Signal, TraderState
 from trading.models.traders import Trader, TraderSubAccount, TraderTarget
 
 __all__ = [
@@ -23,17 +29,28 @@ __all__ = [
     "BrokerAccount",
     "BrokerSubAccount",
     "ContractSpec",
+    "Decision",
     "DirectionFilter",
     "DistanceUnit",
+    "Fill",
+    "KillSwitch",
+    "LastPrice",
+    "Order",
+    "PaperFill",
+    "PaperOrder",
+    "PaperPosition",
+    "Position",
+    "ReconcileAction",
+    "ReconcileRun",
     "Recorder",
     "RecorderPosition",
     "RecorderTarget",
     "RecorderTrade",
+    "Signal",
     "StopType",
     "StopUnit",
     "Trader",
+    "TraderState",
     "TraderSubAccount",
     "TraderTarget",
 ]
-from trading.models.execution import *  # noqa: F403
-from trading.models.reconciliation import *  # noqa: F403

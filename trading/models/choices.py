@@ -1,6 +1,10 @@
-"""Choices shared by recorders and traders; values are the names trading.risk and trading.plans parse."""
+"""Choices and field sizes shared by the model modules; choice values are what risk and plans parse."""
 
 from django.db import models
+
+# Prices and money as every price and P&L column stores them.
+PRICE_DIGITS = {"max_digits": 18, "decimal_places": 8}
+MONEY_DIGITS = {"max_digits": 16, "decimal_places": 2}
 
 
 class DistanceUnit(models.TextChoices):

@@ -4,7 +4,7 @@ from django.db import models
 
 from trading.models.accounts import BrokerAccount
 from trading.models.choices import values_of
-from trading.models.execution import Order
+from trading.models.orders import Order
 
 __all__ = ["ReconcileAction", "ReconcileRun"]
 

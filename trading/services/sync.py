@@ -1,4 +1,4 @@
-"""Account sync: the broker's orders, fills and positions in; needless protection out; average-down re-plans."""
+"""Account sync: the broker's orders, fills and positions in; needless protection out; re-plans."""
 
 from __future__ import annotations
 

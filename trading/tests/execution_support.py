@@ -64,7 +64,7 @@ class TaskQueue:
         countdown: float | None = None,
         expires: float | None = None,
     ) -> None:
-        """Record a message under the task's short name (`signal_process` for `trading.tasks.signal_process`)."""
+        """Record a message under the task's short name (`signal_process` for its full task name)."""
         self.messages.append((task_name.rsplit(".", 1)[-1], object_id))
 
     def nudge(self) -> None:

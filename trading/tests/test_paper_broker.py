@@ -330,7 +330,7 @@ def test_orders_and_fills_are_reported_newest_first_with_our_client_ids(broker, 
     ]
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_prices_crossing_the_same_book_at_once_fill_each_order_once(owner):
     """A race of two price ticks on one resting order: the book's row lock lets only one of them fill it."""
     if connection.vendor == "sqlite" and "memory" in str(connection.settings_dict["NAME"]):

@@ -433,9 +433,12 @@ def test_account_forms_hide_the_password_from_error_reports(rf, owner):
 
     from django.http import Http404
 
-    from trading import views
+    from trading.views import broker_accounts
 
-    for view, kwargs in ((views.broker_account_create, {}), (views.broker_account_detail, {"pk": 0})):
+    for view, kwargs in (
+        (broker_accounts.broker_account_create, {}),
+        (broker_accounts.broker_account_detail, {"pk": 0}),
+    ):
         request = rf.post("/broker-accounts/new", {"name": "x", "password": "hidden"})
         request.user = owner
         with suppress(Http404):

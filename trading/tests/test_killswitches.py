@@ -1,4 +1,4 @@
-"""The kill switch from the command line and the operator console, and the execution admin pages."""
+"""The kill switch from the command line and the operator console, and the pipeline's admin pages."""
 
 from __future__ import annotations
 

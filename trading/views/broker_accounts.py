@@ -1,4 +1,4 @@
-"""Pages that connect broker accounts: Tradovate OAuth, the connection test and the choice of sub-accounts.
+"""Broker account pages: the list, add, edit, delete, and connecting Tradovate (OAuth, test, sub-accounts).
 
 The OAuth state is a random value kept in the user's session, checked in constant time when Tradovate sends
 the user back, and removed at the first callback whatever its outcome: a state works once, in the session
@@ -16,23 +16,130 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import approved_required
 from trading.brokers.base import BrokerError
 from trading.brokers.tradovate import authorize_url
-from trading.forms import TradovateConnectForm
+from trading.forms import (
+    BrokerAccountCreateForm,
+    BrokerAccountUpdateForm,
+    TradovateConnectForm,
+    apply_service_errors,
+)
 from trading.models import BrokerAccount
 from trading.services import broker_accounts
+from trading.views.paging import paginate
 
 logger = logging.getLogger(__name__)
 
+RECENT_RECONCILE_ACTIONS = 10
 OAUTH_SESSION_KEY = "tradovate_oauth"
 OAUTH_STATE_MAX_AGE = 600
 START_AGAIN = "Nothing was saved: start the connection again."
+
+
+@approved_required
+def broker_account_list(request: HttpRequest) -> HttpResponse:
+    """List the user's broker accounts with their sub-accounts and status."""
+    accounts = (
+        BrokerAccount.objects.owned_by(request.user)
+        .annotate(trader_count=Count("traders"))
+        .prefetch_related("subaccounts")
+        .order_by("name", "pk")
+    )
+    return render(request, "trading/broker_account_list.html", {"accounts": paginate(request, accounts)})
+
+
+@sensitive_post_parameters("password")
+@approved_required
+@require_http_methods(["GET", "POST"])
+def broker_account_create(request: HttpRequest) -> HttpResponse:
+    """Add a paper account or a Tradovate login."""
+    form = BrokerAccountCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        account = _create_account(request, form)
+        if account is not None:
+            messages.success(request, f"Account {account.name} added.")
+            return redirect("broker-account-list")
+    return render(request, "trading/broker_account_form.html", {"form": form, "account": None})
+
+
+@sensitive_variables("data")
+def _create_account(request: HttpRequest, form: BrokerAccountCreateForm) -> BrokerAccount | None:
+    data = form.cleaned_data
+    try:
+        return broker_accounts.broker_account_create(
+            owner=request.user,
+            name=data["name"],
+            kind=data["kind"],
+            is_demo=data["is_demo"],
+            username=data["username"],
+            password=data["password"],
+        )
+    except ValidationError as error:
+        apply_service_errors(form, error)
+        return None
+
+
+@sensitive_post_parameters("password")
+@approved_required
+@require_http_methods(["GET", "POST"])
+def broker_account_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """Rename an account or change its Tradovate login."""
+    account = get_object_or_404(BrokerAccount.objects.owned_by(request.user), pk=pk)
+    form = BrokerAccountUpdateForm(request.POST or None, account=account)
+    if request.method == "POST" and form.is_valid():
+        if _update_account(form, account):
+            messages.success(request, f"Account {account.name} saved.")
+            return redirect("broker-account-list")
+        account.refresh_from_db()
+    return render(
+        request,
+        "trading/broker_account_form.html",
+        {
+            "form": form,
+            "account": account,
+            "subaccounts": account.subaccounts.all(),
+            "reconcile_actions": account.reconcile_actions.all()[:RECENT_RECONCILE_ACTIONS],
+        },
+    )
+
+
+@sensitive_variables("data")
+def _update_account(form: BrokerAccountUpdateForm, account: BrokerAccount) -> bool:
+    data = form.cleaned_data
+    try:
+        broker_accounts.broker_account_update(
+            account=account,
+            name=data["name"],
+            is_demo=data.get("is_demo"),
+            username=data.get("username"),
+            password=data.get("password") or None,
+        )
+    except ValidationError as error:
+        apply_service_errors(form, error)
+        return False
+    return True
+
+
+@approved_required
+@require_POST
+def broker_account_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """Delete a broker account with its traders."""
+    account = get_object_or_404(BrokerAccount.objects.owned_by(request.user), pk=pk)
+    name = account.name
+    broker_accounts.broker_account_delete(account=account)
+    messages.success(request, f"Account {name} deleted.")
+    return redirect(reverse("broker-account-list"))
+
+
+# --- connecting Tradovate -----------------------------------------------------------------------------------
 
 
 def _oauth_configured() -> bool:
