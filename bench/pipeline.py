@@ -666,6 +666,8 @@ def run_ab(url: str, body: Path, total: int, concurrency: int, work: Path) -> di
         "seconds": number("Time taken for tests"),
         "complete": int(number("Complete requests")),
         "failed": int(number("Failed requests")),
+        # ab counts an answer whose length differs from the first one's as failed: signal ids vary in width.
+        "failed_breakdown": (re.search(r"\(Connect: .*?\)", out) or re.search("", "")).group(0),
         "non2xx": int(number("Non-2xx responses")),
         "p50_ms": table.get(50),
         "p99_ms": table.get(99),
