@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate clean
+.PHONY: run test bench lint format migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "JustTrades needs Python 3.11 or newer.")'
@@ -22,6 +22,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The pipeline benchmark (bench/README.md): its own PostgreSQL, Redis, gunicorn, Celery and fake Tradovate on
+# 127.0.0.1; installs wrk and apache2-utils from Debian when missing. Never part of `make test`.
+# Smaller sizes: make bench BENCH_ARGS=--quick; a subset: BENCH_ARGS="--only barclose,fanout".
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ import json
 import random
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ class RecordedRequest:
     query: dict[str, str]
     body: Any
     headers: dict[str, str]
+    at: float = 0.0  # wall-clock arrival (time.time()), for benchmarks that time alert-to-broker
 
 
 @dataclass
@@ -112,9 +114,14 @@ def _dec(value: Any) -> Decimal | None:
 class FakeTradovate:
     """Tradovate's REST API in memory: accounts, contracts, orders with versions, positions, fills, tokens."""
 
-    def __init__(self, *, token_lifetime: timedelta = timedelta(minutes=80)) -> None:
+    def __init__(
+        self, *, token_lifetime: timedelta = timedelta(minutes=80), answer_delay: float = 0.0
+    ) -> None:
         self.lock = threading.RLock()
         self.token_lifetime = token_lifetime
+        # Seconds every answer is held back after the call is carried out, as a real broker's round trip
+        # (the benchmark's 20 ms); answers to different connections wait in parallel.
+        self.answer_delay = answer_delay
         self.requests: list[RecordedRequest] = []
         self.users = {USERNAME: PASSWORD}
         self.accounts: list[dict[str, Any]] = [
@@ -319,11 +326,14 @@ class FakeTradovate:
         except ValueError:
             self._send(handler, _Reply(400, {"errorText": "Malformed JSON"}))
             return
+        arrived = time.time()
         path = split.path.removeprefix(self._instance)
         path = path.removeprefix("/v1") if path.startswith("/v1/") else path
         with self.lock:
             self.requests.append(
-                RecordedRequest(handler.command, path, query, _plain(body), dict(handler.headers.items()))
+                RecordedRequest(
+                    handler.command, path, query, _plain(body), dict(handler.headers.items()), arrived
+                )
             )
         fault = self._take_fault(path)
         if fault is not None and fault.kind == "status":
@@ -358,6 +368,8 @@ class FakeTradovate:
             self._stopping.wait(fault.seconds)
         if fault is not None and fault.kind == "cookie":
             reply.extra["Set-Cookie"] = fault.cookie
+        if self.answer_delay:
+            self._stopping.wait(self.answer_delay)
         self._send(handler, reply)
 
     @staticmethod
