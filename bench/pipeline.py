@@ -505,16 +505,16 @@ def new_user(tag: str):
 
 def paper_pairs(tag: str, count: int) -> list[dict]:
     """`count` users, each with a recorder and one paper trader on its own paper account."""
-    from trading import services
+    from trading.services import broker_accounts, recorders, traders
 
     pairs = []
     for number in range(count):
         user = new_user(f"{tag}-{number}")
-        account = services.broker_account_create(owner=user, name=f"Paper {tag} {number}")
-        recorder = services.recorder_create(
+        account = broker_accounts.broker_account_create(owner=user, name=f"Paper {tag} {number}")
+        recorder = recorders.recorder_create(
             owner=user, name=f"{tag} {number}", tp_targets=TARGETS, **RECORDER_SETTINGS
         )
-        trader = services.trader_create(owner=user, recorder=recorder, account=account)
+        trader = traders.trader_create(owner=user, recorder=recorder, account=account)
         pairs.append(
             {
                 "recorder": recorder.pk,
@@ -527,12 +527,12 @@ def paper_pairs(tag: str, count: int) -> list[dict]:
 
 
 def tradovate_trader(user, recorder, fake, fake_account_id: int, fake_account_name: str):
-    from trading import services
     from trading.brokers.base import SubAccount
     from trading.models import BrokerAccount
+    from trading.services import broker_accounts, traders
     from trading.tests import fake_tradovate as fake_module
 
-    account = services.broker_account_create(
+    account = broker_accounts.broker_account_create(
         owner=user,
         name=f"Tradovate {fake_account_name}",
         kind=BrokerAccount.Kind.TRADOVATE,
@@ -540,10 +540,10 @@ def tradovate_trader(user, recorder, fake, fake_account_id: int, fake_account_na
         username=fake_module.USERNAME,
         password=fake_module.PASSWORD,
     )
-    services.broker_account_sync_subaccounts(
+    broker_accounts.broker_account_sync_subaccounts(
         account=account, subaccounts=[SubAccount(str(fake_account_id), fake_account_name, True)]
     )
-    return services.trader_create(
+    return traders.trader_create(
         owner=user, recorder=recorder, account=account, subaccounts=[(str(fake_account_id), 1)]
     )
 
@@ -680,14 +680,14 @@ def scenario_ingest(stack: Stack, options, results: dict) -> None:
     from django.db import connection
 
     from bench.ceiling.views import CREATE_TABLE
-    from trading import services
     from trading.models import Signal
+    from trading.services import recorders
 
     with connection.cursor() as cursor:
         cursor.execute(CREATE_TABLE)
     user = new_user("ingest")
-    recorder = services.recorder_create(owner=user, name="ingest", symbol="ES")
-    burst_recorder = services.recorder_create(owner=user, name="ingest burst", symbol="ES")
+    recorder = recorders.recorder_create(owner=user, name="ingest", symbol="ES")
+    burst_recorder = recorders.recorder_create(owner=user, name="ingest burst", symbol="ES")
     webhook_url = f"http://127.0.0.1:{stack.web_port}/webhook/{recorder.webhook_token}"
     ceiling_url = f"http://127.0.0.1:{stack.ceiling_port}/webhook/ceiling/bench"
     rounds = []
@@ -773,11 +773,11 @@ def retire_unprocessed(stack: Stack) -> None:
 
 def scenario_idle(stack: Stack, options, results: dict) -> None:
     """One alert at a time to a Tradovate (fake) account; alert start -> the fake's arrival of the order."""
-    from trading import services
+    from trading.services import recorders
     from trading.tests.fake_tradovate import DEMO_ACCOUNT_ID, DEMO_ACCOUNT_NAME
 
     user = new_user("idle")
-    recorder = services.recorder_create(owner=user, name="idle", tp_targets=TARGETS, **RECORDER_SETTINGS)
+    recorder = recorders.recorder_create(owner=user, name="idle", tp_targets=TARGETS, **RECORDER_SETTINGS)
     tradovate_trader(user, recorder, stack.fake, DEMO_ACCOUNT_ID, DEMO_ACCOUNT_NAME)
     path = f"/webhook/{recorder.webhook_token}"
     out = {}
@@ -922,10 +922,10 @@ def scenario_mixed(stack: Stack, options, results: dict) -> None:
 
 def scenario_fanout(stack: Stack, options, results: dict) -> None:
     """One alert to one recorder followed by N traders, each on its own Tradovate account at the fake."""
-    from trading import services
+    from trading.services import recorders
 
     user = new_user("fanout")
-    recorder = services.recorder_create(owner=user, name="fanout", tp_targets=TARGETS, **RECORDER_SETTINGS)
+    recorder = recorders.recorder_create(owner=user, name="fanout", tp_targets=TARGETS, **RECORDER_SETTINGS)
     accounts = fake_add_accounts(stack.fake, 200_000, options.fanout)
     for account_id, name in accounts:
         tradovate_trader(user, recorder, stack.fake, account_id, name)

@@ -36,12 +36,12 @@ def _phase(call) -> tuple[dict, object]:
 
 def count_paper_alert(user) -> dict:
     """Three paper alerts in a row on a fresh recorder and paper trader: buy (cold caches), close, buy."""
-    from trading import execution, services
     from trading.models import Decision
+    from trading.services import broker_accounts, execution, recorders, signals, traders
     from webhooks.views import webhook
 
-    account = services.broker_account_create(owner=user, name="Paper queries")
-    recorder = services.recorder_create(
+    account = broker_accounts.broker_account_create(owner=user, name="Paper queries")
+    recorder = recorders.recorder_create(
         owner=user,
         name="queries",
         symbol="ES",
@@ -49,7 +49,7 @@ def count_paper_alert(user) -> dict:
         sl_amount=8,
         tp_targets=[{"value": 8, "trim": None}],
     )
-    services.trader_create(owner=user, recorder=recorder, account=account)
+    traders.trader_create(owner=user, recorder=recorder, account=account)
     factory = RequestFactory()
     alerts = {}
     for label, action in (("1_buy_cold", "buy"), ("2_close", "close"), ("3_buy_warm", "buy")):
@@ -66,9 +66,9 @@ def count_paper_alert(user) -> dict:
         phases = {}
         phases["webhook"], response = _phase(lambda request=request: webhook(request, recorder.webhook_token))
         signal_id = json.loads(response.content)["signal"]
-        phases["dispatch"], _ = _phase(execution.signals_dispatch)
+        phases["dispatch"], _ = _phase(signals.signals_dispatch)
         phases["signal_process"], _ = _phase(
-            lambda signal_id=signal_id: execution.signal_process(signal_id=signal_id)
+            lambda signal_id=signal_id: signals.signal_process(signal_id=signal_id)
         )
         decision_ids = list(Decision.objects.filter(signal_id=signal_id).values_list("pk", flat=True))
         phases["trader_execute"], _ = _phase(
