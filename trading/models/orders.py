@@ -46,6 +46,18 @@ class OrderType(models.TextChoices):
     TRAILING_STOP = "TrailingStop", "Trailing stop"
 
 
+class OrderCancelReason(models.TextChoices):
+    """Why we withdrew an order (never sent, or cancelled at the broker); the error text is for people."""
+
+    NOT_SENT = "not_sent", "Not sent"
+    REPLACED = "replaced", "Replaced by a later decision's orders"
+    NOTHING_TO_PROTECT = "nothing_to_protect", "Nothing left to protect"
+    AVERAGE_DOWN_REPLAN = "average_down_replan", "Replaced after an average-down fill"
+    RECONCILIATION = "reconciliation", "Replaced by reconciliation"
+    LIQUIDATED = "liquidated", "Cancelled with its position's liquidation"
+    ALREADY_FLAT = "already_flat", "The position was already flat"
+
+
 class OrderQuerySet(models.QuerySet):
     def visible_to(self, user) -> "OrderQuerySet":
         """Return the orders on the user's broker accounts."""
@@ -59,6 +71,7 @@ class Order(models.Model):
     Role = OrderRole
     Action = OrderAction
     Type = OrderType
+    CancelReason = OrderCancelReason
 
     decision = models.ForeignKey(
         Decision, on_delete=models.SET_NULL, null=True, blank=True, related_name="orders"
@@ -100,6 +113,20 @@ class Order(models.Model):
 
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING)
     error = models.TextField(blank=True, help_text="The broker's words when it refused, verbatim.")
+    cancel_reason = models.CharField(
+        max_length=24,
+        choices=OrderCancelReason.choices,
+        blank=True,
+        help_text="Why we withdrew it, for code to act on; the error says it in words.",
+    )
+    replaced_by = models.ForeignKey(
+        Decision,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="replaced_orders",
+        help_text="The decision whose orders replaced this one.",
+    )
     filled_quantity = models.PositiveIntegerField(default=0)
     avg_fill_price = models.DecimalField(null=True, blank=True, **PRICE_DIGITS)
 
@@ -137,6 +164,10 @@ class Order(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(order_type__in=values_of(OrderType)), name="trading_order_type_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cancel_reason__in=["", *values_of(OrderCancelReason)]),
+                name="trading_order_cancel_reason_valid",
             ),
             models.CheckConstraint(
                 condition=~models.Q(order_type="Limit") | models.Q(price__isnull=False),

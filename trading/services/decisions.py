@@ -35,14 +35,14 @@ def decision_abandon(*, decision_id: int, reason: str) -> None:
     if decision is None or decision.status not in (Decision.Status.PENDING, Decision.Status.EXECUTING):
         return
     Order.objects.filter(decision_id=decision_id, status=Order.Status.PENDING).update(
-        status=Order.Status.FAILED, error=f"Not sent: {reason}"
+        status=Order.Status.FAILED, error=f"Not sent: {reason}", cancel_reason=Order.CancelReason.NOT_SENT
     )
     decision_finish(decision_id, None, fallback_reason=reason)
 
 
 def decision_fail(decision: Decision, token: uuid.UUID | None, reason: str) -> None:
     Order.objects.filter(decision=decision, status=Order.Status.PENDING).update(
-        status=Order.Status.FAILED, error=f"Not sent: {reason}"
+        status=Order.Status.FAILED, error=f"Not sent: {reason}", cancel_reason=Order.CancelReason.NOT_SENT
     )
     claim = Q(claim_token=token) if token is not None else Q()
     Decision.objects.filter(claim, pk=decision.pk).update(

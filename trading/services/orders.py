@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from trading.brokers import registry
@@ -39,8 +40,20 @@ from trading.symbols import SymbolError
 logger = logging.getLogger(__name__)
 
 
+# An entry or exit leads its sub-account's group: the orders after it wait for its outcome.
 LEADING_ROLES = (Order.Role.ENTRY, Order.Role.EXIT)
+# What rests around a position: cancelled when new orders replace them, or when the position closes.
 RESTING_ROLES = (Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS, Order.Role.AVERAGE_DOWN)
+# Protection proper: what reconciliation puts back when a position lacks it (average-downs are not).
+PROTECTION_ROLES = (Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS)
+# Our status of an order from the broker's.
+ORDER_STATUS_FROM_BROKER = {
+    BrokerOrderStatus.PENDING: Order.Status.WORKING,
+    BrokerOrderStatus.WORKING: Order.Status.WORKING,
+    BrokerOrderStatus.FILLED: Order.Status.FILLED,
+    BrokerOrderStatus.CANCELLED: Order.Status.CANCELLED,
+    BrokerOrderStatus.REJECTED: Order.Status.REJECTED,
+}
 
 
 def broker_position(broker: Broker, account_id: str, root: str) -> tuple[int, Decimal | None]:
@@ -142,7 +155,7 @@ def oco_partner(order: Order, pending: Sequence[Order]) -> Order | None:
 
 def _group_stop(broker: Broker, group: list[Order], stopper: Order, renew: Callable[[], None]) -> None:
     """The group's entry or exit was not placed: fail what depends on it and put back what it replaced."""
-    if stopper.status == Order.Status.FAILED and stopper.error.startswith("Not sent: "):
+    if stopper.status == Order.Status.FAILED and stopper.cancel_reason == Order.CancelReason.NOT_SENT:
         reason = "Not sent: its entry was not sent."
     else:
         reason = _not_sent_after(stopper)
@@ -158,12 +171,15 @@ def _not_sent_after(order: Order) -> str:
 def _fail_pending(orders: Iterable[Order], reason: str) -> None:
     ids = [order.pk for order in orders]
     Order.objects.filter(pk__in=ids, status=Order.Status.PENDING).update(
-        status=Order.Status.FAILED, error=reason
+        status=Order.Status.FAILED, error=reason, cancel_reason=Order.CancelReason.NOT_SENT
     )
 
 
-def _replaced_note(decision_id: int) -> str:
-    return f"Cancelled: replaced by the orders of decision {decision_id}."
+def _replaced_by(decision_id: int | None) -> Q:
+    """Orders cancelled to make way for the orders of this decision."""
+    return Q(
+        status=Order.Status.CANCELLED, cancel_reason=Order.CancelReason.REPLACED, replaced_by_id=decision_id
+    )
 
 
 def _cancel_working(broker: Broker, sample: Order, renew: Callable[[], None]) -> None:
@@ -195,9 +211,12 @@ def _cancel_working(broker: Broker, sample: Order, renew: Callable[[], None]) ->
                 f"The working order {order.pk} could not be cancelled ({error.message}): "
                 "new protection waits until it is."
             ) from None
-        # The note names the decision, so its protection can be put back if its entry or exit is refused.
+        # The link names the decision, so its protection can be put back if its entry or exit is refused.
         Order.objects.filter(pk=order.pk, status=Order.Status.WORKING).update(
-            status=Order.Status.CANCELLED, error=_replaced_note(sample.decision_id)
+            status=Order.Status.CANCELLED,
+            error=f"Cancelled: replaced by the orders of decision {sample.decision_id}.",
+            cancel_reason=Order.CancelReason.REPLACED,
+            replaced_by_id=sample.decision_id,
         )
 
 
@@ -210,12 +229,11 @@ def _protection_restore(broker: Broker, stopper: Order, renew: Callable[[], None
     grow the position, which the refusal (or a kill switch) just said not to do.
     """
     replaced = Order.objects.filter(
+        _replaced_by(stopper.decision_id),
         broker_account_id=stopper.broker_account_id,
         account_id=stopper.account_id,
         symbol=stopper.symbol,
-        status=Order.Status.CANCELLED,
-        role__in=(Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS),
-        error=_replaced_note(stopper.decision_id),
+        role__in=PROTECTION_ROLES,
     ).order_by("sequence", "pk")
     for original in replaced:
         try:
@@ -307,7 +325,7 @@ def order_submit(*, order: Order, broker: Broker, oco_partner: Order | None = No
         other_request = _order_request(oco_partner) if oco_partner else None
     except ValueError as error:
         Order.objects.filter(pk__in=ids, status=Order.Status.PENDING).update(
-            status=Order.Status.FAILED, error=f"Not sent: {error}"
+            status=Order.Status.FAILED, error=f"Not sent: {error}", cancel_reason=Order.CancelReason.NOT_SENT
         )
         order.refresh_from_db()
         return order
@@ -364,7 +382,9 @@ def order_submit(*, order: Order, broker: Broker, oco_partner: Order | None = No
 def _record_sent(order: Order, broker_order_id: str | None, *, liquidation: bool = False) -> None:
     if liquidation and broker_order_id is None:
         Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(
-            status=Order.Status.CANCELLED, error="Nothing to close: the position was already flat."
+            status=Order.Status.CANCELLED,
+            error="Nothing to close: the position was already flat.",
+            cancel_reason=Order.CancelReason.ALREADY_FLAT,
         )
     else:
         Order.objects.filter(pk=order.pk, status=Order.Status.SUBMITTING).update(
@@ -378,7 +398,7 @@ def _record_sent(order: Order, broker_order_id: str | None, *, liquidation: bool
             symbol=order.symbol,
             status=Order.Status.WORKING,
             role__in=RESTING_ROLES,
-        ).update(status=Order.Status.CANCELLED)
+        ).update(status=Order.Status.CANCELLED, cancel_reason=Order.CancelReason.LIQUIDATED)
 
 
 def _record_outcome(ids: Sequence[int], status: str, text: str) -> None:
@@ -439,13 +459,7 @@ def _order_look_up(order: Order, broker: Broker) -> None:
             error="The broker has no order with this client id: it was never placed, and was not sent again.",
         )
     else:
-        status = {
-            BrokerOrderStatus.PENDING: Order.Status.WORKING,
-            BrokerOrderStatus.WORKING: Order.Status.WORKING,
-            BrokerOrderStatus.FILLED: Order.Status.FILLED,
-            BrokerOrderStatus.CANCELLED: Order.Status.CANCELLED,
-            BrokerOrderStatus.REJECTED: Order.Status.REJECTED,
-        }.get(found.status)
+        status = ORDER_STATUS_FROM_BROKER.get(found.status)
         if status is not None:
             Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
                 status=status, broker_order_id=found.broker_order_id, error=""
@@ -492,10 +506,9 @@ def _decision_resume_after(order: Order) -> None:
         decision_id=order.decision_id, account_id=order.account_id, status=Order.Status.PENDING
     )
     replaced = Order.objects.filter(
+        _replaced_by(order.decision_id),
         broker_account_id=order.broker_account_id,
         account_id=order.account_id,
-        status=Order.Status.CANCELLED,
-        error=_replaced_note(order.decision_id),
     )
     # A liquidation that found the position flat did its job; any other cancelled entry never filled.
     placed = order.status in (Order.Status.WORKING, Order.Status.FILLED) or (
@@ -508,10 +521,15 @@ def _decision_resume_after(order: Order) -> None:
         waiting.update(
             status=Order.Status.FAILED,
             error="Not sent: a later signal was acted on before this order's entry was settled.",
+            cancel_reason=Order.CancelReason.NOT_SENT,
         )
         return
     if not placed:
-        waiting.update(status=Order.Status.FAILED, error=_not_sent_after(order))
+        waiting.update(
+            status=Order.Status.FAILED,
+            error=_not_sent_after(order),
+            cancel_reason=Order.CancelReason.NOT_SENT,
+        )
         if not refused or not replaced.exists():
             return
     resumed = Decision.objects.filter(pk=order.decision_id, status=Decision.Status.UNSETTLED).update(
@@ -543,6 +561,7 @@ def _liquidation_settle(order: Order, broker: Broker) -> None:
         Order.objects.filter(pk=order.pk, status=Order.Status.UNKNOWN).update(
             status=Order.Status.CANCELLED,
             error="The position is flat: the liquidation took effect or nothing was left to close.",
+            cancel_reason=Order.CancelReason.ALREADY_FLAT,
         )
         return
     # Claimed like a first send, so two settlements running together liquidate once.
@@ -560,12 +579,3 @@ def _liquidation_settle(order: Order, broker: Broker) -> None:
         _record_outcome([order.pk], Order.Status.UNKNOWN, error.message)
     else:
         _record_sent(order, placed.broker_order_id if placed else None, liquidation=True)
-
-
-ORDER_STATUS_FROM_BROKER = {
-    BrokerOrderStatus.PENDING: Order.Status.WORKING,
-    BrokerOrderStatus.WORKING: Order.Status.WORKING,
-    BrokerOrderStatus.FILLED: Order.Status.FILLED,
-    BrokerOrderStatus.CANCELLED: Order.Status.CANCELLED,
-    BrokerOrderStatus.REJECTED: Order.Status.REJECTED,
-}

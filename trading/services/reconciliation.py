@@ -66,7 +66,13 @@ from trading.services.broker_accounts import (
 from trading.services.contracts import contract_root
 from trading.services.decisions import decision_refresh
 from trading.services.killswitches import killswitch_reason
-from trading.services.orders import RESTING_ROLES, order_settle, order_submit
+from trading.services.orders import (
+    ORDER_STATUS_FROM_BROKER,
+    PROTECTION_ROLES,
+    RESTING_ROLES,
+    order_settle,
+    order_submit,
+)
 from trading.services.sync import account_sync
 from trading.symbols import SymbolError
 
@@ -82,18 +88,9 @@ REPLACE_BACKOFF = timedelta(minutes=10)
 FLATTEN_BACKOFF = timedelta(minutes=10)
 RUN_RETENTION = timedelta(days=90)
 STOP_TYPES = frozenset({"Stop", "TrailingStop", "StopLimit", "TrailingStopLimit"})
-PROTECTION_ROLES = (Order.Role.TAKE_PROFIT, Order.Role.STOP_LOSS)
 LOST_STATUSES = (Order.Status.CANCELLED, Order.Status.REJECTED, Order.Status.FAILED)
 IN_FLIGHT_STATUSES = (Order.Status.PENDING, Order.Status.SUBMITTING, Order.Status.UNKNOWN)
 # The text account_sync gives the protective orders it cancels (flat position, OCO partner filled).
-SYNC_CANCEL_TEXT = "Cancelled: nothing left"
-_FROM_BROKER = {
-    BrokerOrderStatus.PENDING: Order.Status.WORKING,
-    BrokerOrderStatus.WORKING: Order.Status.WORKING,
-    BrokerOrderStatus.FILLED: Order.Status.FILLED,
-    BrokerOrderStatus.CANCELLED: Order.Status.CANCELLED,
-    BrokerOrderStatus.REJECTED: Order.Status.REJECTED,
-}
 
 Kind = ReconcileAction.Kind
 
@@ -619,7 +616,10 @@ def _sync(log: _Log, broker: _SnapshotBroker, account: BrokerAccount) -> None:
     fills_before = Fill.objects.filter(broker_account=account).count()
     account_sync(account=account, broker=broker)
     for order in Order.objects.filter(pk__in=working).exclude(status=Order.Status.WORKING).order_by("pk"):
-        if order.status == Order.Status.CANCELLED and order.error.startswith(SYNC_CANCEL_TEXT):
+        if (
+            order.status == Order.Status.CANCELLED
+            and order.cancel_reason == Order.CancelReason.NOTHING_TO_PROTECT
+        ):
             kind = Kind.CANCEL_ORPHAN
             reason = (
                 f"Cancelled {_describe(order)}: nothing left for it to protect "
@@ -653,7 +653,7 @@ def _preview_sync(log: _Log, broker: _SnapshotBroker, account: BrokerAccount, ac
         broker_order_id__in=list(at_broker),
     )
     for order in working:
-        status = _FROM_BROKER.get(at_broker[order.broker_order_id].status)
+        status = ORDER_STATUS_FROM_BROKER.get(at_broker[order.broker_order_id].status)
         if status is not None and status != Order.Status.WORKING:
             log.step(
                 Kind.ORDER_STATUS,
@@ -1072,7 +1072,7 @@ def _lost_partners(
         status = partner.status
         seen = at_broker.get(partner.broker_order_id or "")
         if status == Order.Status.WORKING and seen is not None:
-            status = _FROM_BROKER.get(seen.status, status)
+            status = ORDER_STATUS_FROM_BROKER.get(seen.status, status)
         if status in LOST_STATUSES:
             pairs.append((order, partner))
     return pairs
@@ -1163,13 +1163,14 @@ def _carry_out(log: _Log, broker: _SnapshotBroker, account_id: str, root: str, r
                     f"{_describe(order)} still works after its cancel; nothing is placed until it is gone."
                 )
                 return
-            status = _FROM_BROKER.get(seen.status) if seen is not None else Order.Status.CANCELLED
+            status = ORDER_STATUS_FROM_BROKER.get(seen.status) if seen is not None else Order.Status.CANCELLED
             if status == Order.Status.FILLED:
                 log.note(f"{_describe(order)} filled before its cancel; the position is looked at next time.")
                 return
             Order.objects.filter(pk=order.pk, status=Order.Status.WORKING).update(
                 status=Order.Status.CANCELLED,
                 error="Cancelled by reconciliation: replaced by new protection.",
+                cancel_reason=Order.CancelReason.RECONCILIATION,
             )
             log.step(
                 Kind.CANCEL_REPLACED,
@@ -1257,7 +1258,9 @@ def _submit(order: Order, broker: Broker, *, oco_partner: Order | None = None) -
         # Certainly not placed; the next run sees the position still lacking and tries again.
         ids = [order.pk] + ([oco_partner.pk] if oco_partner is not None else [])
         Order.objects.filter(pk__in=ids, status=Order.Status.PENDING).update(
-            status=Order.Status.FAILED, error=f"Not sent: {retry.message}"
+            status=Order.Status.FAILED,
+            error=f"Not sent: {retry.message}",
+            cancel_reason=Order.CancelReason.NOT_SENT,
         )
         order.refresh_from_db()
         return order

@@ -128,7 +128,9 @@ def _cancel_needless_protection(account: BrokerAccount, account_id: str, broker:
             logger.warning("Order %s could not be cancelled: %s", order.pk, error.message)
             continue
         cancelled += Order.objects.filter(pk=order.pk, status=Order.Status.WORKING).update(
-            status=Order.Status.CANCELLED, error="Cancelled: nothing left for it to protect."
+            status=Order.Status.CANCELLED,
+            error="Cancelled: nothing left for it to protect.",
+            cancel_reason=Order.CancelReason.NOTHING_TO_PROTECT,
         )
     return cancelled
 
@@ -226,6 +228,7 @@ def _average_down_replan(broker: Broker, average_down: Order, position: Position
             Order.objects.filter(pk=order.pk, status=Order.Status.WORKING).update(
                 status=Order.Status.CANCELLED,
                 error=f"Cancelled: replaced by the protection of average-down order {average_down.pk}.",
+                cancel_reason=Order.CancelReason.AVERAGE_DOWN_REPLAN,
             )
         still_open = {item.broker_order_id for item in broker.list_orders(account_id) if item.is_open}
         if still_open & {order.broker_order_id for order in old}:

@@ -224,6 +224,36 @@ def test_an_add_blocked_by_a_kill_switch_on_its_retry_puts_the_old_protection_ba
     assert "kill switch" in decision.reason
 
 
+def test_protection_replaced_by_a_decision_is_linked_to_it_and_put_back_by_the_link_not_the_words(
+    task_queue, owner, faulty_broker
+):
+    recorder = es_recorder(owner)
+    trader = make_trader(recorder)
+    process(task_queue, stored_signal(recorder, price=Decimal("5000")))
+    add = stored_signal(recorder, price=Decimal("5000"), received_at=a_second())
+    faulty_broker.unavailable()
+    process(task_queue, add)
+    [decision] = decisions_of(add)
+    replaced = Order.objects.filter(replaced_by=decision)
+    assert sorted(replaced.values_list("role", "cancel_reason")) == [
+        ("stop_loss", Order.CancelReason.REPLACED),
+        ("take_profit", Order.CancelReason.REPLACED),
+    ]
+    replaced.update(error="Cancelled (reworded for people).")  # code never reads the words
+
+    killswitch_set(engaged=True, account=trader.account, reason="runaway")
+    Decision.objects.filter(pk=decision.pk).update(status=Decision.Status.EXECUTING, lease_expires_at=None)
+    task_queue.publish("trader_signal_execute", decision.pk)
+    task_queue.run()
+
+    assert working_paper_orders(trader) == [("Limit", 1), ("Stop", 1)]
+    blocked_entry = Order.objects.get(decision=decision, role=Order.Role.ENTRY)
+    assert (blocked_entry.status, blocked_entry.cancel_reason) == (
+        Order.Status.FAILED,
+        Order.CancelReason.NOT_SENT,
+    )
+
+
 # --- one-cancels-other pairs outside the bracket ------------------------------------------------------------
 
 

@@ -1,10 +1,12 @@
 """Database constraints: every invariant holds even for writes that bypass the services."""
 
+import importlib
 from datetime import time
 from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from trading.models import (
     PLAN_SETTING_FIELDS,
@@ -12,10 +14,13 @@ from trading.models import (
     BrokerAccount,
     BrokerSubAccount,
     ContractSpec,
+    Decision,
+    Order,
     Recorder,
     RecorderPosition,
     RecorderTarget,
     RecorderTrade,
+    Signal,
     Trader,
     TraderSubAccount,
     TraderTarget,
@@ -243,3 +248,46 @@ def test_a_contract_spec_whose_tick_value_disagrees_is_refused_by_validation():
     spec.tick_value = Decimal("10")
     with pytest.raises(ValidationError, match="tick size x point value"):
         spec.full_clean()
+
+
+@pytest.mark.django_db
+def test_orders_stored_before_the_cancel_reason_existed_get_it_from_their_words_once():
+    from django.apps import apps
+
+    migration = importlib.import_module("trading.migrations.0006_order_cancel_reason")
+    account = BrokerAccountFactory()
+    recorder = RecorderFactory(owner=account.owner)
+    decision = Decision.objects.create(
+        signal=Signal.objects.create(recorder=recorder, received_at=timezone.now()),
+        trader=TraderFactory(account=account, recorder=recorder),
+    )
+    words = {
+        "replaced": f"Cancelled: replaced by the orders of decision {decision.pk}.",
+        "not_sent": "Not sent: its entry was not sent.",
+        "nothing_to_protect": "Cancelled: nothing left for it to protect.",
+        "filled": "",
+    }
+    orders = {
+        name: Order.objects.create(
+            broker_account=account,
+            account_id="paper",
+            symbol="ES",
+            client_id=f"jt-{name}",
+            role=Order.Role.STOP_LOSS,
+            action=Order.Action.SELL,
+            order_type=Order.Type.STOP,
+            quantity=1,
+            stop_price=Decimal("4990"),
+            error=text,
+        )
+        for name, text in words.items()
+    }
+
+    migration.reasons_from_text(apps, None)
+
+    stored = {name: Order.objects.get(pk=order.pk) for name, order in orders.items()}
+    assert stored["replaced"].cancel_reason == Order.CancelReason.REPLACED
+    assert stored["replaced"].replaced_by == decision
+    assert stored["not_sent"].cancel_reason == Order.CancelReason.NOT_SENT
+    assert stored["nothing_to_protect"].cancel_reason == Order.CancelReason.NOTHING_TO_PROTECT
+    assert stored["filled"].cancel_reason == ""
