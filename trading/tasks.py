@@ -8,7 +8,8 @@ from celery import shared_task
 
 from trading.claims import WAIT_FOR_EARLIER_SECONDS
 from trading.errors import RetryLater, WaitForEarlier
-from trading.services import decisions, execution, orders, queue, reconciliation, signals, sweep
+from trading.services import decisions, execution, orders, queue, signals, sweep
+from trading.services.reconciliation.run import account_reconcile, accounts_to_reconcile, reconcile_runs_prune
 
 
 @shared_task(name=queue.SIGNAL_PROCESS)
@@ -73,14 +74,14 @@ RECONCILE_EXPIRES_SECONDS = 55
 @shared_task(name="trading.tasks.reconcile_all")
 def reconcile_all() -> int:
     """Queue one reconciliation per account in use, so a slow account never holds back the others."""
-    account_ids = reconciliation.accounts_to_reconcile()
+    account_ids = accounts_to_reconcile()
     for account_id in account_ids:
         reconcile_account.apply_async(args=[account_id], expires=RECONCILE_EXPIRES_SECONDS)
-    reconciliation.reconcile_runs_prune()
+    reconcile_runs_prune()
     return len(account_ids)
 
 
 @shared_task(name="trading.tasks.reconcile_account")
 def reconcile_account(account_id: int) -> dict:
     """Bring one broker account in line with its broker and repair missing protection."""
-    return reconciliation.account_reconcile(account_id=account_id).as_dict()
+    return account_reconcile(account_id=account_id).as_dict()

@@ -20,7 +20,7 @@ from trading.services.broker_accounts import (
     broker_account_sync_subaccounts,
 )
 from trading.services.killswitches import killswitch_set
-from trading.services.reconciliation import account_reconcile, accounts_to_reconcile, reconcile_runs_prune
+from trading.services.reconciliation.run import account_reconcile, accounts_to_reconcile, reconcile_runs_prune
 from trading.services.recorders import recorder_update
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import make_trader, stored_signal

@@ -24,7 +24,8 @@ from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, Decision, Order, Position, ReconcileAction
 from trading.services.broker_accounts import broker_account_sync_subaccounts
 from trading.services.orders import order_settle
-from trading.services.reconciliation import ReconcileReport, account_reconcile, accounts_to_reconcile
+from trading.services.reconciliation.record import ReconcileReport
+from trading.services.reconciliation.run import account_reconcile, accounts_to_reconcile
 from trading.tests.execution_support import *  # noqa: F403  fixtures
 from trading.tests.execution_support import TaskQueue
 from trading.tests.factories import RecorderFactory, TraderFactory, TradovateAccountFactory

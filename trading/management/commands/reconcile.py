@@ -3,7 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.models import BrokerAccount, ReconcileRun
-from trading.services.reconciliation import ReconcileReport, account_reconcile, accounts_to_reconcile
+from trading.services.reconciliation.record import ReconcileReport
+from trading.services.reconciliation.run import account_reconcile, accounts_to_reconcile
 
 
 class Command(BaseCommand):
