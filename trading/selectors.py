@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -81,18 +81,41 @@ def contract_or_none(symbol: str) -> ContractInfo | None:
 # --- webhook tokens -----------------------------------------------------------------------------------------
 
 
+class AccountNotFound(LookupError):
+    """No broker account, or more than one, answers to what an operator typed; the message says which."""
+
+
+def broker_account_by_id_or_name(value: str) -> BrokerAccount:
+    """The broker account an operator names by id or by its unique name (management commands)."""
+    if value.isdigit():
+        found = BrokerAccount.objects.filter(pk=int(value)).first()
+        if found is not None:
+            return found
+    matches = list(BrokerAccount.objects.filter(name=value)[:2])
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise AccountNotFound(f"Several broker accounts are named {value!r}: give the account's id instead.")
+    raise AccountNotFound(f"There is no broker account with the id or name {value!r}.")
+
+
 def webhook_token_digest(token: str) -> str:
     """Return the SHA-256 hex digest a recorder's webhook token is looked up by."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def recorder_for_webhook_token(token: str) -> Recorder | None:
-    """Return the recorder a webhook token belongs to, or None; one indexed query, constant-time compare."""
-    # The encrypted token is deferred: decrypting it costs time on the hot path and nobody there needs it.
+def recorder_for_webhook_token(token: str, *, fields: Sequence[str] = ()) -> Recorder | None:
+    """Return the recorder a webhook token belongs to, or None; one indexed query, constant-time compare.
+
+    `fields` limits what is loaded (the webhook needs only a few); by default everything but the token.
+    """
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     digest = webhook_token_digest(token)
-    recorder = Recorder.objects.defer("webhook_token").filter(webhook_token_hash=digest).first()
+    rows = Recorder.objects.filter(webhook_token_hash=digest).order_by()
+    # The encrypted token is never loaded: decrypting it costs time on the hot path and nobody there needs it.
+    rows = rows.only(*fields, "webhook_token_hash") if fields else rows.defer("webhook_token")
+    recorder = rows.first()
     if recorder is None or not hmac.compare_digest(recorder.webhook_token_hash, digest):
         return None
     return recorder
@@ -119,13 +142,6 @@ def alert_messages(recorder: Recorder) -> list[tuple[str, str]]:
 def _targets(owner: Recorder | Trader) -> list[dict]:
     # .all() so a prefetch_related("targets") is used; ordering by number is the model's.
     return [target.as_item() for target in owner.targets.all()]
-
-
-def trader_overrides(trader: Trader) -> dict:
-    """Return the trader's overrides under the recorder API's names (None or "" for not overridden)."""
-    overrides = {name: getattr(trader, name) for name in (*RISK_SETTING_FIELDS, *PLAN_SETTING_FIELDS)}
-    overrides["tp_targets"] = _targets(trader) if trader.tp_targets_overridden else None
-    return overrides
 
 
 def recorder_risk_settings(recorder: Recorder, trader: Trader | None = None) -> RiskSettings:

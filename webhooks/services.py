@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from ipaddress import ip_address
@@ -12,14 +10,14 @@ from ipaddress import ip_address
 from django.conf import settings
 
 from trading.models import Recorder
-from trading.selectors import MAX_TOKEN_LENGTH, webhook_token_digest
+from trading.selectors import MAX_TOKEN_LENGTH, recorder_for_webhook_token, webhook_token_digest
 from trading.services.signals import IncomingAlert
 from webhooks.addresses import IPNetwork, address_allowed, client_address, parse_networks
 from webhooks.parsing import AlertRejection, ParsedAlert, alert_fingerprint, parse_alert
 
 MAX_BODY_BYTES = 64 * 1024
 # The fields the webhook needs of a recorder: everything else stays in the database.
-RECORDER_FIELDS = ("id", "owner_id", "symbol", "enabled", "webhook_token_hash")
+RECORDER_FIELDS = ("id", "owner_id", "symbol", "enabled")
 
 
 @lru_cache(maxsize=8)
@@ -72,16 +70,14 @@ def recorder_for_token(token: str) -> Recorder | None:
     cached = _recorders.get(digest)
     if cached is not None and cached[0] > now:
         return cached[1]
-    rows: Sequence[Recorder] = list(
-        Recorder.objects.only(*RECORDER_FIELDS).filter(webhook_token_hash=digest).order_by()[:1]
-    )
-    if not rows or not hmac.compare_digest(rows[0].webhook_token_hash, digest):
+    recorder = recorder_for_webhook_token(token, fields=RECORDER_FIELDS)
+    if recorder is None:
         _recorders.pop(digest, None)
         return None
     if len(_recorders) >= RECORDER_CACHE_SIZE:
         _recorders.clear()
-    _recorders[digest] = (now + RECORDER_CACHE_SECONDS, rows[0])
-    return rows[0]
+    _recorders[digest] = (now + RECORDER_CACHE_SECONDS, recorder)
+    return recorder
 
 
 def forget_recorder(token: str) -> None:

@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.models import BrokerAccount, KillSwitch
+from trading.selectors import AccountNotFound, broker_account_by_id_or_name
 from trading.services.killswitches import killswitch_set
 
 
@@ -38,16 +39,10 @@ class Command(BaseCommand):
         return found
 
     def _account(self, value: str) -> BrokerAccount:
-        if value.isdigit():
-            found = BrokerAccount.objects.filter(pk=int(value)).first()
-            if found is not None:
-                return found
-        matches = list(BrokerAccount.objects.filter(name=value)[:2])
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise CommandError(f"Several broker accounts are named {value!r}: give the account's id instead.")
-        raise CommandError(f"There is no broker account with the id or name {value!r}.")
+        try:
+            return broker_account_by_id_or_name(value)
+        except AccountNotFound as error:
+            raise CommandError(str(error)) from None
 
     def _subject(self, switch: KillSwitch) -> str:
         if switch.scope == KillSwitch.Scope.USER:

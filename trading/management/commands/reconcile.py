@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.models import BrokerAccount, ReconcileRun
+from trading.selectors import AccountNotFound, broker_account_by_id_or_name
 from trading.services.reconciliation.record import ReconcileReport
 from trading.services.reconciliation.run import account_reconcile, accounts_to_reconcile
 
@@ -49,13 +50,7 @@ class Command(BaseCommand):
             self.stderr.write(f"  ! {report.error}")
 
     def _account(self, value: str) -> BrokerAccount:
-        if value.isdigit():
-            found = BrokerAccount.objects.filter(pk=int(value)).first()
-            if found is not None:
-                return found
-        matches = list(BrokerAccount.objects.filter(name=value)[:2])
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise CommandError(f"Several broker accounts are named {value!r}: give the account's id instead.")
-        raise CommandError(f"There is no broker account with the id or name {value!r}.")
+        try:
+            return broker_account_by_id_or_name(value)
+        except AccountNotFound as error:
+            raise CommandError(str(error)) from None
