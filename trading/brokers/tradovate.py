@@ -106,6 +106,13 @@ def shared_session() -> requests.Session:
         return _session
 
 
+def shared_session_forget() -> None:
+    """Drop this process's session without closing it, so the next call makes a new one (tests start so)."""
+    global _session, _session_pid
+    with _session_lock:
+        _session, _session_pid = None, None
+
+
 def locked_out() -> BrokerNeedsAttention:
     """Tradovate's one-hour lock-out (HTTP 429), which every further request extends: the login must rest."""
     return BrokerNeedsAttention(

@@ -160,14 +160,14 @@ def limit_sell(client_id: str, price: str, quantity: int = 1) -> OrderRequest:
 
 
 @pytest.fixture
-def fresh_shared_session(monkeypatch) -> Iterator[list[requests.Session]]:
+def fresh_shared_session() -> Iterator[list[requests.Session]]:
     """No process-wide session yet; every session shared_session() made in the test is closed after it."""
-    monkeypatch.setattr(tradovate, "_session", None)
-    monkeypatch.setattr(tradovate, "_session_pid", None)
+    tradovate.shared_session_forget()
     made: list[requests.Session] = []
     yield made
     for http in made:
         http.close()
+    tradovate.shared_session_forget()
 
 
 def test_the_shared_session_is_one_per_process_and_a_new_one_after_a_fork(fresh_shared_session, monkeypatch):

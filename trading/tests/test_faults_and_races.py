@@ -1,7 +1,7 @@
-"""Money-safety review of the execution pipeline: faults and races that must neither lose nor double a trade.
+"""Faults and races in the execution pipeline that must neither lose nor double a trade.
 
-Tests marked xfail(strict=True) prove a defect: they assert the behaviour the product owes its users and fail
-today. The unmarked ones pin down correct behaviour under races that the other suites do not exercise.
+Lost messages, dead workers, refused and unknown orders, kill switches during retries, prices racing each
+other and doubled deliveries: each test drives one of them and asserts the position ends as it should.
 """
 
 from __future__ import annotations
