@@ -1,4 +1,4 @@
-"""The layout holds what it says: stages depend one way, and no module reaches into another's private names."""
+"""The layout holds what it says: stages depend one way, no module reaches into private names."""
 
 import ast
 import re
