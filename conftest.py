@@ -112,3 +112,29 @@ def page(chromium, live_server) -> Iterator:
     yield page
     context.close()
     assert not page.outside_requests, f"The page tried to reach other hosts: {page.outside_requests}"
+
+
+class PublishedTasks(list):
+    """What the Pine Script access services asked to publish, as (task name, *args) in order; `committed`
+    keeps those whose transaction committed, which is what Celery would have been sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed: list[tuple] = []
+
+    def publish(self, task_name: str, *args) -> None:
+        from django.db import transaction
+
+        message = (task_name, *args)
+        self.append(message)
+        transaction.on_commit(lambda: self.committed.append(message))
+
+
+@pytest.fixture
+def pineaccess_tasks(monkeypatch) -> PublishedTasks:
+    """The Pine Script access tasks, recorded at their one seam instead of sent to Celery."""
+    from pineaccess.services import publish  # needs Django set up, which fixtures have
+
+    recorded = PublishedTasks()
+    monkeypatch.setattr(publish, "task_after_commit", recorded.publish)
+    return recorded
