@@ -114,6 +114,15 @@ def page(chromium, live_server) -> Iterator:
     assert not page.outside_requests, f"The page tried to reach other hosts: {page.outside_requests}"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    """People are created in most tests; Argon2 would make each cost a noticeable fraction of a second.
+
+    The one place tests choose the hasher: a test about hashing itself sets PASSWORD_HASHERS again.
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 class PublishedTasks(list):
     """What the Pine Script access services asked to publish, as (task name, *args) in order; `committed`
     keeps those whose transaction committed, which is what Celery would have been sent."""

@@ -20,8 +20,7 @@ _cache_locations = itertools.count()
 
 @pytest.fixture(autouse=True)
 def _accounts_settings(settings) -> None:
-    """Fast password hashing, an empty private cache per test, and the documented defaults."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    """An empty private cache per test and the documented defaults (the root conftest makes hashing fast)."""
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",

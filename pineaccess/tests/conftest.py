@@ -15,12 +15,6 @@ from pineaccess.tests.fake_tradingview import (
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    """Argon2 is deliberately slow; these tests never check password strength."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _private_cache(settings) -> None:
     """A fresh in-memory cache per test, so throttles and cached checks never leak between tests."""
     settings.CACHES = {
