@@ -11,10 +11,10 @@ from django.test import Client
 
 from accounts import services
 from accounts.models import User
-from accounts.tests.factories import PineScriptFactory, StaffFactory, UserFactory
+from justtrades.tests.factories import StaffFactory, UserFactory
 from pineaccess.services.usernames import UsernameCheck
+from pineaccess.tests.factories import PineScriptFactory
 
-PASSWORD = "a-long-test-password"
 _cache_locations = itertools.count()
 
 

@@ -9,8 +9,9 @@ from django.utils import timezone
 from accounts import keys, selectors, services
 from accounts.models import AccessKey, ApprovalLog, User
 from accounts.selectors import AccessKeyRefusal, AccessKeyRefused
-from accounts.tests.factories import PineScriptFactory, UserFactory
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import ScriptAccess
+from pineaccess.tests.factories import PineScriptFactory
 
 
 def database_text() -> str:

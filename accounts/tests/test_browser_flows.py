@@ -15,10 +15,10 @@ from playwright.sync_api import Locator, Page, expect
 
 from accounts import services
 from accounts.models import AccessKey, ApprovalLog, User
-from accounts.tests.conftest import PASSWORD
-from accounts.tests.factories import PineScriptFactory, UserFactory
+from justtrades.tests.factories import PASSWORD, UserFactory
 from pineaccess import tasks
 from pineaccess.models import ScriptAccess
+from pineaccess.tests.factories import PineScriptFactory
 from pineaccess.tests.fake_tradingview import (
     SELLER_PASSWORD,
     SELLER_USERNAME,

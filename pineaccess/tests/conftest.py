@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import pytest
 
 from justtrades.celery import app as celery_app
-from pineaccess.tests.factories import PineScriptFactory, StaffFactory, UserFactory
+from justtrades.tests.factories import StaffFactory, UserFactory
+from pineaccess.tests.factories import PineScriptFactory
 from pineaccess.tests.fake_tradingview import (
     SELLER_PASSWORD,
     SELLER_USERNAME,

@@ -6,8 +6,9 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.utils import timezone
 
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import AccessLog, PineScript, ScriptAccess, SyncReport, TradingViewSession
-from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory, UserFactory
+from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import AccessLog, PineScript, ScriptAccess
 from pineaccess.services.access import (
     script_access_apply,
@@ -25,7 +26,7 @@ from pineaccess.tasks import (
     remove_script_access,
     resume_script_access,
 )
-from pineaccess.tests.factories import ScriptAccessFactory, UserFactory
+from pineaccess.tests.factories import ScriptAccessFactory
 from pineaccess.tradingview import TradingViewClient
 
 pytestmark = pytest.mark.django_db

@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import AccessLog, ScriptAccess, SyncReport
 from pineaccess.services.sync import pine_script_sync
 from pineaccess.tasks import sync_pine_scripts
-from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory, UserFactory
+from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -3,6 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import AccessLog, ScriptAccess
 from pineaccess.services.usernames import (
     UsernameCheck,
@@ -10,7 +11,7 @@ from pineaccess.services.usernames import (
     tradingview_username_check,
     tradingview_usernames_recheck,
 )
-from pineaccess.tests.factories import ScriptAccessFactory, UserFactory
+from pineaccess.tests.factories import ScriptAccessFactory
 
 pytestmark = pytest.mark.django_db
 
