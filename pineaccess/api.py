@@ -184,7 +184,7 @@ class MayCheckUsername(permissions.BasePermission):
     def has_permission(self, request: Request, view) -> bool:
         if request.user and request.user.is_authenticated:
             return True
-        session = getattr(request._request, "session", None)
+        session = getattr(request, "session", None)
         return bool(session is not None and session.get(USERNAME_CHECK_SESSION_KEY))
 
 
