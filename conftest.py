@@ -63,6 +63,18 @@ def _fresh_webhook_state(monkeypatch) -> None:
     monkeypatch.setattr(queue, "DISPATCH_WINDOW_KEY", f"test-dispatch-window-{uuid.uuid4().hex}")
 
 
+@pytest.fixture
+def task_queue(monkeypatch, django_capture_on_commit_callbacks):
+    """The trading pipeline's task messages, recorded instead of sent, and run in this process by `run()`."""
+    from trading.services import queue
+    from trading.tests.execution_support import TaskQueue
+
+    fake = TaskQueue(django_capture_on_commit_callbacks)
+    monkeypatch.setattr(queue, "task_publish", fake.publish)
+    monkeypatch.setattr(queue, "signals_nudge", fake.nudge)
+    return fake
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator:
     """A headless Debian Chromium driven by Playwright, shared by the session's browser tests."""
@@ -112,3 +124,40 @@ def page(chromium, live_server) -> Iterator:
     yield page
     context.close()
     assert not page.outside_requests, f"The page tried to reach other hosts: {page.outside_requests}"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    """People are created in most tests; Argon2 would make each cost a noticeable fraction of a second.
+
+    The one place tests choose the hasher: a test about hashing itself sets PASSWORD_HASHERS again.
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+class PublishedTasks(list):
+    """What the Pine Script access services asked to publish, as (task's short name, *args) in order.
+
+    `committed` keeps those whose transaction committed, which is what Celery would have been sent.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed: list[tuple] = []
+
+    def publish(self, task_name: str, *args) -> None:
+        from django.db import transaction
+
+        message = (task_name.rsplit(".", 1)[-1], *args)
+        self.append(message)
+        transaction.on_commit(lambda: self.committed.append(message))
+
+
+@pytest.fixture
+def pineaccess_tasks(monkeypatch) -> PublishedTasks:
+    """The Pine Script access tasks, recorded at their one seam instead of sent to Celery."""
+    from pineaccess.services import publish  # needs Django set up, which fixtures have
+
+    recorded = PublishedTasks()
+    monkeypatch.setattr(publish, "task_after_commit", recorded.publish)
+    return recorded

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 
 from accounts import keys, selectors
 from accounts.models import User
-from pineaccess.services import tradingview_username_check
+from pineaccess.services.usernames import tradingview_username_check
 
 TRADINGVIEW_USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 TRADINGVIEW_USERNAME_FORMAT_MESSAGE = (

@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from rest_framework.authtoken.models import Token
 
 from accounts import keys
-from accounts.models import AccessKey, ApprovalLog, User
+from accounts.models import AccessKey, User
 from pineaccess.models import PineScript, ScriptAccess
 
 # Access in these states still exists on TradingView (or may), so the username it was granted to must stay.
@@ -130,11 +130,6 @@ def tradingview_username_taken(*, tradingview_username: str, exclude_user: User 
 def user_redeemed_keys(*, user: User) -> QuerySet[AccessKey]:
     """The keys a user redeemed, newest first, with their scripts."""
     return AccessKey.objects.filter(redeemed_by=user).prefetch_related("scripts").order_by("-redeemed_at")
-
-
-def approval_history(*, user: User) -> QuerySet[ApprovalLog]:
-    """The approval decisions about a user, newest first."""
-    return ApprovalLog.objects.filter(user=user).select_related("decided_by")
 
 
 def user_api_token(*, user: User) -> Token | None:

@@ -18,7 +18,7 @@ from accounts import keys, selectors
 from accounts.models import AccessKey, ApprovalLog, User
 from accounts.selectors import AccessKeyRefusal, AccessKeyRefused
 from pineaccess.models import PineScript, ScriptAccess
-from pineaccess.services import script_access_grant
+from pineaccess.services.access import script_access_grant
 
 logger = logging.getLogger("accounts")
 

@@ -18,7 +18,7 @@ from accounts.decorators import AWAITING_APPROVAL_TEMPLATE, approved_required
 from accounts.forms import AccessKeyForm, LoginForm, ProfileForm, RegistrationForm, TradingViewUsernameForm
 from accounts.models import User
 from accounts.selectors import AccessKeyRefused
-from pineaccess.services import tradingview_username_change, username_check_allow
+from pineaccess.services.usernames import tradingview_username_change, username_check_allow
 
 SESSION_ACCESS_KEY = "accounts.access_key_id"
 MANAGE_URL = "/manage"

@@ -15,9 +15,19 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from pineaccess import selectors, services
+from pineaccess import selectors
 from pineaccess.forms import ExtendAccessForm, GrantToUsersForm, TradingViewSessionForm
 from pineaccess.models import AccessLog, PineScript, ScriptAccess, SyncReport, TradingViewSession
+from pineaccess.services.access import (
+    script_access_extend,
+    script_access_grant,
+    script_access_retry,
+    script_access_revoke,
+)
+from pineaccess.services.client import OPERATOR_ERROR_CODES
+from pineaccess.services.scripts import pine_script_create, pine_script_deactivate, pine_script_update
+from pineaccess.services.session import tradingview_session_paste
+from pineaccess.services.sync import pine_scripts_sync
 from pineaccess.tradingview import TradingViewError
 
 ACTION_TEMPLATE = "pineaccess/admin/action_form.html"
@@ -94,11 +104,11 @@ class PineScriptAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: PineScript, form, change: bool) -> None:
         if change:
-            services.pine_script_update(
+            pine_script_update(
                 script=obj, requested_by=request.user, name=obj.name, description=obj.description
             )
         else:
-            created = services.pine_script_create(
+            created = pine_script_create(
                 pine_id=obj.pine_id, name=obj.name, description=obj.description, active=obj.active
             )
             obj.pk = created.pk
@@ -115,7 +125,7 @@ class PineScriptAdmin(admin.ModelAdmin):
             for user in form.cleaned_data["users"]:
                 try:
                     granted += len(
-                        services.script_access_grant(
+                        script_access_grant(
                             user=user,
                             scripts=queryset,
                             duration_days=form.cleaned_data["days"],
@@ -146,7 +156,7 @@ class PineScriptAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sync now with TradingView")
     def sync_now(self, request: HttpRequest, queryset: QuerySet[PineScript]) -> None:
-        run = services.pine_scripts_sync(scripts=queryset, requested_by=request.user)
+        run = pine_scripts_sync(scripts=queryset, requested_by=request.user)
         for report in run.reports:
             level = {
                 SyncReport.Outcome.CLEAN: messages.SUCCESS,
@@ -163,8 +173,7 @@ class PineScriptAdmin(admin.ModelAdmin):
     def deactivate_and_remove_all(self, request: HttpRequest, queryset: QuerySet[PineScript]):
         if "apply" in request.POST:
             total = sum(
-                services.pine_script_deactivate(script=script, requested_by=request.user)
-                for script in queryset
+                pine_script_deactivate(script=script, requested_by=request.user) for script in queryset
             )
             self.message_user(
                 request,
@@ -190,7 +199,7 @@ class PineScriptAdmin(admin.ModelAdmin):
     @admin.action(description="Switch on again")
     def switch_on(self, request: HttpRequest, queryset: QuerySet[PineScript]) -> None:
         for script in queryset.filter(active=False):
-            services.pine_script_update(script=script, requested_by=request.user, active=True)
+            pine_script_update(script=script, requested_by=request.user, active=True)
         self.message_user(
             request, "The scripts are switched on; grant them to users again.", messages.SUCCESS
         )
@@ -279,7 +288,7 @@ class ScriptAccessAdmin(admin.ModelAdmin):
             extended, refused = 0, []
             for row in queryset:
                 try:
-                    services.script_access_extend(access=row, days=days, requested_by=request.user)
+                    script_access_extend(access=row, days=days, requested_by=request.user)
                     extended += 1
                 except ValidationError as error:
                     refused.append(f"{row}: {' '.join(error.messages)}")
@@ -299,13 +308,13 @@ class ScriptAccessAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke (remove on TradingView)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ScriptAccess]) -> None:
-        rows = [services.script_access_revoke(access=row, requested_by=request.user) for row in queryset]
+        rows = [script_access_revoke(access=row, requested_by=request.user) for row in queryset]
         removing = sum(row.status == ScriptAccess.Status.REMOVING for row in rows)
         self.message_user(request, f"Removing {removing} access rows on TradingView.", messages.SUCCESS)
 
     @admin.action(description="Retry failed grants")
     def retry(self, request: HttpRequest, queryset: QuerySet[ScriptAccess]) -> None:
-        count = sum(services.script_access_retry(access=row, requested_by=request.user) for row in queryset)
+        count = sum(script_access_retry(access=row, requested_by=request.user) for row in queryset)
         self.message_user(request, f"Queued {count} failed grants again.", messages.SUCCESS)
 
 
@@ -454,7 +463,7 @@ class TradingViewSessionAdmin(admin.ModelAdmin):
         form = TradingViewSessionForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                retried = services.tradingview_session_paste(
+                retried = tradingview_session_paste(
                     sessionid=form.cleaned_data["sessionid"],
                     sessionid_sign=form.cleaned_data["sessionid_sign"] or None,
                     requested_by=request.user,
@@ -477,7 +486,7 @@ class TradingViewSessionAdmin(admin.ModelAdmin):
             "session": TradingViewSession.objects.filter(pk=TradingViewSession.SINGLETON_ID).first(),
             "recent_logins": AccessLog.objects.filter(operation=AccessLog.Operation.LOGIN)[:10],
             "failed_for_session": ScriptAccess.objects.filter(
-                status=ScriptAccess.Status.FAILED, error_code__in=services.OPERATOR_ERROR_CODES
+                status=ScriptAccess.Status.FAILED, error_code__in=OPERATOR_ERROR_CODES
             ).count(),
             "expiring_soon": selectors.script_accesses_expiring_within(days=7).count(),
         }

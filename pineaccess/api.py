@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from pineaccess import selectors, services
+from pineaccess import selectors
 from pineaccess.models import Actor, PineScript, ScriptAccess
 from pineaccess.serializers import (
     PineScriptSerializer,
@@ -26,6 +26,15 @@ from pineaccess.serializers import (
     ScriptAccessSerializer,
     UsernameCheckSerializer,
 )
+from pineaccess.services.access import (
+    script_access_extend,
+    script_access_grant,
+    script_access_retry,
+    script_access_revoke,
+    script_access_set_expiry,
+)
+from pineaccess.services.scripts import pine_script_create, pine_script_delete, pine_script_update
+from pineaccess.services.usernames import USERNAME_CHECK_SESSION_KEY, tradingview_username_check
 
 USERNAME_CHECK_CACHE_SECONDS = 300
 
@@ -57,16 +66,16 @@ class PineScriptViewSet(viewsets.ModelViewSet):
         return selectors.pine_scripts_visible_to(user=self.request.user).order_by("name", "pk")
 
     def perform_create(self, serializer: PineScriptSerializer) -> None:
-        serializer.instance = _service(services.pine_script_create, **serializer.validated_data)
+        serializer.instance = _service(pine_script_create, **serializer.validated_data)
 
     def perform_update(self, serializer: PineScriptSerializer) -> None:
         changes = {k: v for k, v in serializer.validated_data.items() if k != "pine_id"}
         serializer.instance = _service(
-            services.pine_script_update, script=serializer.instance, requested_by=self.request.user, **changes
+            pine_script_update, script=serializer.instance, requested_by=self.request.user, **changes
         )
 
     def perform_destroy(self, instance) -> None:
-        _service(services.pine_script_delete, script=instance)
+        _service(pine_script_delete, script=instance)
 
 
 class ScriptAccessViewSet(
@@ -102,7 +111,7 @@ class ScriptAccessViewSet(
         grant.is_valid(raise_exception=True)
         data = grant.validated_data
         [row] = _service(
-            services.script_access_grant,
+            script_access_grant,
             user=data["user"],
             scripts=[data["script"]],
             duration_days=data["days"],
@@ -117,14 +126,14 @@ class ScriptAccessViewSet(
         change.is_valid(raise_exception=True)
         if "days" in change.validated_data:
             row = _service(
-                services.script_access_extend,
+                script_access_extend,
                 access=row,
                 days=change.validated_data["days"],
                 requested_by=request.user,
             )
         else:
             row = _service(
-                services.script_access_set_expiry,
+                script_access_set_expiry,
                 access=row,
                 expires_at=change.validated_data["expires_at"],
                 requested_by=request.user,
@@ -139,7 +148,7 @@ class ScriptAccessViewSet(
     @extend_schema(responses={202: ScriptAccessSerializer})
     def destroy(self, request: Request, *args, **kwargs) -> Response:
         """Revoke: the row goes to removing now and to removed once TradingView confirms."""
-        row = services.script_access_revoke(access=self.get_object(), requested_by=request.user)
+        row = script_access_revoke(access=self.get_object(), requested_by=request.user)
         return Response(self.get_serializer(row).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: ScriptAccessSerializer})
@@ -147,7 +156,7 @@ class ScriptAccessViewSet(
     def retry(self, request: Request, pk=None) -> Response:
         """Queue a failed grant again."""
         row = self.get_object()
-        if not services.script_access_retry(access=row, requested_by=request.user):
+        if not script_access_retry(access=row, requested_by=request.user):
             raise DRFValidationError(
                 {"detail": f"Only failed access can be retried; this one is {row.status}."}
             )
@@ -175,8 +184,8 @@ class MayCheckUsername(permissions.BasePermission):
     def has_permission(self, request: Request, view) -> bool:
         if request.user and request.user.is_authenticated:
             return True
-        session = getattr(request._request, "session", None)
-        return bool(session is not None and session.get(services.USERNAME_CHECK_SESSION_KEY))
+        session = getattr(request, "session", None)
+        return bool(session is not None and session.get(USERNAME_CHECK_SESSION_KEY))
 
 
 class ValidateUsernameView(APIView):
@@ -198,7 +207,7 @@ class ValidateUsernameView(APIView):
         if cached is None:
             requested_by = request.user if request.user.is_authenticated else None
             # Someone registering has no account yet, but is a user, not the system.
-            check = services.tradingview_username_check(
+            check = tradingview_username_check(
                 username=text, requested_by=requested_by, actor=None if requested_by else Actor.USER
             )
             cached = {"valid": check.valid, "username": check.username, "error": check.error}

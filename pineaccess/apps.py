@@ -9,7 +9,7 @@ logger = logging.getLogger(__name__)
 
 def load_default_scripts(sender, using: str = "default", **kwargs) -> None:
     """Put DEFAULT_PINE_IDS into the catalogue after every migrate (idempotent; names come later)."""
-    from pineaccess.services import pine_script_load_defaults
+    from pineaccess.services.scripts import pine_script_load_defaults
 
     try:
         loaded = pine_script_load_defaults()

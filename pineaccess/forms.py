@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import get_user_model
 
-from pineaccess.services import TRADINGVIEW_USERNAME_MAX_LENGTH
+from pineaccess.services.usernames import TRADINGVIEW_USERNAME_MAX_LENGTH
 
 
 class TradingViewUsernameForm(forms.Form):

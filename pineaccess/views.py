@@ -9,8 +9,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from pineaccess import selectors, services
+from pineaccess import selectors
 from pineaccess.forms import TradingViewUsernameForm
+from pineaccess.services.usernames import tradingview_username_change
 
 
 @login_required
@@ -26,7 +27,7 @@ def manage(request: HttpRequest) -> HttpResponse:
             return redirect("pineaccess:manage")
         if form.is_valid():
             try:
-                check = services.tradingview_username_change(
+                check = tradingview_username_change(
                     user=user, username=form.cleaned_data["tradingview_username"], requested_by=user
                 )
             except ValidationError as error:

@@ -11,18 +11,16 @@ from django.test import Client
 
 from accounts import services
 from accounts.models import User
-from accounts.tests.factories import PineScriptFactory, StaffFactory, UserFactory
-from justtrades.celery import app as celery_app
-from pineaccess.services import UsernameCheck
+from justtrades.tests.factories import StaffFactory, UserFactory
+from pineaccess.services.usernames import UsernameCheck
+from pineaccess.tests.factories import PineScriptFactory
 
-PASSWORD = "a-long-test-password"
 _cache_locations = itertools.count()
 
 
 @pytest.fixture(autouse=True)
 def _accounts_settings(settings) -> None:
-    """Fast password hashing, an empty private cache per test, and the documented defaults."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    """An empty private cache per test and the documented defaults (the root conftest makes hashing fast)."""
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -61,20 +59,8 @@ def tradingview(monkeypatch) -> FakeTradingViewUsernames:
     """TradingView's answers about usernames, under the test's control."""
     fake = FakeTradingViewUsernames()
     monkeypatch.setattr("accounts.forms.tradingview_username_check", fake)
-    monkeypatch.setattr("pineaccess.services.tradingview_username_check", fake)
+    monkeypatch.setattr("pineaccess.services.usernames.tradingview_username_check", fake)
     return fake
-
-
-@pytest.fixture
-def sent_tasks(monkeypatch) -> list[tuple[str, tuple]]:
-    """Celery messages sent (after commit), recorded instead of going to a broker."""
-    sent: list[tuple[str, tuple]] = []
-
-    def send_task(name, args=None, kwargs=None, **options):
-        sent.append((name, tuple(args or ())))
-
-    monkeypatch.setattr(celery_app, "send_task", send_task)
-    return sent
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from django.utils import timezone
 from accounts import keys, selectors, services
 from accounts.models import AccessKey, ApprovalLog, User
 from accounts.selectors import AccessKeyRefusal, AccessKeyRefused
-from accounts.tests.factories import PineScriptFactory, UserFactory
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import ScriptAccess
+from pineaccess.tests.factories import PineScriptFactory
 
 
 def database_text() -> str:
@@ -226,14 +227,14 @@ def test_scripts_of_a_key_that_needs_approval_are_granted_when_staff_approve_the
 
 
 def test_the_scripts_are_granted_once_the_transaction_commits(
-    make_key, script, sent_tasks, django_capture_on_commit_callbacks
+    make_key, script, pineaccess_tasks, django_capture_on_commit_callbacks
 ):
     issued = make_key(scripts=[script])
     user = newcomer()
     with django_capture_on_commit_callbacks(execute=True):
         services.access_key_redeem(access_key_id=issued.access_key.pk, user=user)
     row = ScriptAccess.objects.get(user=user)
-    assert [args for _name, args in sent_tasks] == [(row.pk,)]
+    assert pineaccess_tasks.committed == [("grant_script_access", row.pk)]
 
 
 def test_a_used_key_cannot_be_redeemed_again(make_key, script):
@@ -348,7 +349,7 @@ def lost_the_race_for_the_key(outcome: object) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_twenty_registrations_racing_for_one_key_create_exactly_one_account(script, sent_tasks):
+def test_twenty_registrations_racing_for_one_key_create_exactly_one_account(script, pineaccess_tasks):
     issued = services.access_keys_create(count=1, scripts=[script], access_days=30)[0]
     racers = 20
     start = threading.Barrier(racers)
@@ -384,4 +385,4 @@ def test_twenty_registrations_racing_for_one_key_create_exactly_one_account(scri
     key = AccessKey.objects.get(pk=issued.access_key.pk)
     assert key.redeemed_by == winners[0]
     assert list(ScriptAccess.objects.values_list("user_id", flat=True)) == [winners[0].pk]
-    assert len(sent_tasks) == 1
+    assert len(pineaccess_tasks.committed) == 1

@@ -5,14 +5,11 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 
 from accounts import keys, services
 from accounts.models import AccessKey, ApprovalLog, User
-from accounts.tests.factories import (
-    AccessKeyFactory,
-    PineScriptFactory,
-    RedeemedAccessKeyFactory,
-    UserFactory,
-)
+from accounts.tests.factories import AccessKeyFactory, RedeemedAccessKeyFactory
 from accounts.tests.test_access_keys import database_text
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import ScriptAccess
+from pineaccess.tests.factories import PineScriptFactory
 
 USERS = "/admin/accounts/user/"
 KEYS = "/admin/accounts/accesskey/"

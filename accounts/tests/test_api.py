@@ -6,9 +6,10 @@ from rest_framework.test import APIClient
 
 from accounts import keys
 from accounts.models import AccessKey
-from accounts.tests.conftest import PASSWORD
-from accounts.tests.factories import AccessKeyFactory, PineScriptFactory, RedeemedAccessKeyFactory
+from accounts.tests.factories import AccessKeyFactory, RedeemedAccessKeyFactory
 from accounts.tests.test_access_keys import database_text
+from justtrades.tests.factories import PASSWORD
+from pineaccess.tests.factories import PineScriptFactory
 
 RAW_KEY = re.compile(r"JT-[0-9A-Z]{5}-[0-9A-Z]{5}-[0-9A-Z]{5}-[0-9A-Z]{5}")
 

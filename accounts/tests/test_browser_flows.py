@@ -15,10 +15,10 @@ from playwright.sync_api import Locator, Page, expect
 
 from accounts import services
 from accounts.models import AccessKey, ApprovalLog, User
-from accounts.tests.conftest import PASSWORD
-from accounts.tests.factories import PineScriptFactory, UserFactory
-from justtrades.celery import app as celery_app
+from justtrades.tests.factories import PASSWORD, UserFactory
+from pineaccess import tasks
 from pineaccess.models import ScriptAccess
+from pineaccess.tests.factories import PineScriptFactory
 from pineaccess.tests.fake_tradingview import (
     SELLER_PASSWORD,
     SELLER_USERNAME,
@@ -134,7 +134,7 @@ def staff_runs_user_action(page: Page, *, username: str, action: str, log_in_as:
 
 
 def test_a_buyer_redeems_a_key_typed_loosely_registers_and_sees_the_script_granted_on_tradingview(
-    page, fake_tradingview, sent_tasks
+    page, fake_tradingview, pineaccess_tasks
 ):
     script = PineScriptFactory(name="Trend Rider")
     fake_tradingview.add_script(script.pine_id, name="Trend Rider")
@@ -160,9 +160,9 @@ def test_a_buyer_redeems_a_key_typed_loosely_registers_and_sees_the_script_grant
     assert fake_tradingview.access(script.pine_id) == {}
 
     # No worker runs here: do the queued work as a Celery worker would.
-    assert [name for name, _args in sent_tasks] == ["pineaccess.tasks.grant_script_access"]
-    for name, args in sent_tasks:
-        celery_app.tasks[name].apply(args=args).get()
+    assert [name for name, *_args in pineaccess_tasks.committed] == ["grant_script_access"]
+    for name, *args in pineaccess_tasks.committed:
+        getattr(tasks, name).apply(args=args).get()
     page.reload()
 
     expect(row).to_have_attribute("data-status", "active")

@@ -4,7 +4,7 @@ from django.test import RequestFactory
 from django.views import View
 
 from accounts.decorators import ApprovedRequiredMixin, approved_required
-from accounts.tests.conftest import PASSWORD
+from justtrades.tests.factories import PASSWORD
 
 
 def log_in(client, username: str, password: str = PASSWORD, **extra):

@@ -3,9 +3,9 @@ from django.contrib.messages import get_messages
 from django.test import Client
 
 from accounts.models import AccessKey, ApprovalLog, User
-from accounts.tests.conftest import PASSWORD
 from accounts.tests.test_access_keys import database_text
 from accounts.views import SESSION_ACCESS_KEY
+from justtrades.tests.factories import PASSWORD
 from pineaccess.models import ScriptAccess
 
 
@@ -61,7 +61,7 @@ def test_a_refused_key_gets_a_message_that_says_why(client, make_key, staff, sta
     from django.utils import timezone
 
     from accounts import services
-    from accounts.tests.factories import UserFactory
+    from justtrades.tests.factories import UserFactory
 
     issued = make_key()
     typed = issued.raw_key
@@ -223,7 +223,7 @@ def test_weak_and_mismatched_passwords_are_refused(keyed_client, tradingview):
 
 def test_a_key_used_elsewhere_meanwhile_stops_the_registration_and_creates_nothing(keyed_client, tradingview):
     from accounts import services
-    from accounts.tests.factories import UserFactory
+    from justtrades.tests.factories import UserFactory
 
     services.access_key_redeem(access_key_id=keyed_client.issued.access_key.pk, user=UserFactory())
     tradingview.add("nina_tv")

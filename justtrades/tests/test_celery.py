@@ -42,3 +42,20 @@ def test_a_dispatch_left_in_the_queue_by_an_outage_expires_instead_of_fanning_ou
         entry for entry in app.conf.beat_schedule.values() if entry["task"] == "trading.tasks.signals_sweep"
     ]
     assert sweep["schedule"] < dispatch.expires
+
+
+def test_every_task_name_the_services_publish_is_a_registered_task():
+    from pineaccess.services import publish
+    from trading.services import queue
+
+    names = [
+        queue.SIGNAL_PROCESS,
+        queue.SIGNALS_DISPATCH,
+        queue.TRADER_SIGNAL_EXECUTE,
+        queue.ORDER_SETTLE,
+        publish.GRANT_SCRIPT_ACCESS,
+        publish.REMOVE_SCRIPT_ACCESS,
+        publish.REMOVE_EVERYONE_FROM_SCRIPT,
+    ]
+    app.loader.import_default_modules()
+    assert [name for name in names if name not in app.tasks] == []

@@ -9,7 +9,6 @@ import pytest
 
 from justtrades.wsgi import application
 from trading.models import Signal
-from trading.tests.execution_support import task_queue  # noqa: F401  fixture: nothing is sent to a broker
 from trading.tests.factories import RecorderFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)  # a real request cycle: connections open and close
@@ -46,7 +45,7 @@ def _hosts(settings):
     settings.WEBHOOK_ALLOWED_IPS = []
 
 
-def test_an_alert_is_stored_and_answered_without_going_through_the_middleware(task_queue):  # noqa: F811
+def test_an_alert_is_stored_and_answered_without_going_through_the_middleware(task_queue):
     recorder = RecorderFactory(symbol="ES")
     body = ALERT.read_bytes()  # a body TradingView sent, as captured
 

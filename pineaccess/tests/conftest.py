@@ -5,19 +5,14 @@ from collections.abc import Iterator
 import pytest
 
 from justtrades.celery import app as celery_app
-from pineaccess.tests.factories import PineScriptFactory, StaffFactory, UserFactory
+from justtrades.tests.factories import StaffFactory, UserFactory
+from pineaccess.tests.factories import PineScriptFactory
 from pineaccess.tests.fake_tradingview import (
     SELLER_PASSWORD,
     SELLER_USERNAME,
     FakeTradingView,
     running_fake_tradingview,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    """Argon2 is deliberately slow; these tests never check password strength."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

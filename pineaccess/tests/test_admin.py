@@ -6,8 +6,9 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.utils import timezone
 
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import AccessLog, PineScript, ScriptAccess, SyncReport, TradingViewSession
-from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory, UserFactory
+from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,15 +19,6 @@ Status = ScriptAccess.Status
 def console(client, staff):
     client.force_login(staff)
     return client
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    from pineaccess import services
-
-    sent = []
-    monkeypatch.setattr(services, "_queue", lambda name, *args: sent.append((name, *args)))
-    return sent
 
 
 def act(console, url, action, rows, **extra):
@@ -59,7 +51,9 @@ def test_every_pineaccess_page_of_the_console_opens(console, buyer):
         assert console.get(url).status_code == 200, url
 
 
-def test_grant_to_users_asks_for_users_and_days_then_queues_grants(console, buyer, stranger, staff, queued):
+def test_grant_to_users_asks_for_users_and_days_then_queues_grants(
+    console, buyer, stranger, staff, pineaccess_tasks
+):
     scripts = [PineScriptFactory(), PineScriptFactory()]
     url = "/admin/pineaccess/pinescript/"
 
@@ -70,10 +64,10 @@ def test_grant_to_users_asks_for_users_and_days_then_queues_grants(console, buye
     done = act(console, url, "grant_to_users", scripts, apply="1", users=[buyer.pk, stranger.pk], days="30")
     assert b"Queued 4 grants (30 days)" in done.content
     assert ScriptAccess.objects.filter(status=Status.PENDING, requested_by=staff).count() == 4
-    assert len(queued) == 4
+    assert len(pineaccess_tasks) == 4
 
 
-def test_grant_to_users_without_days_is_lifetime(console, buyer, queued):
+def test_grant_to_users_without_days_is_lifetime(console, buyer, pineaccess_tasks):
     script = PineScriptFactory()
     act(
         console,
@@ -94,7 +88,7 @@ def test_sync_now_reports_each_script(console, fake_tv, script, buyer):
     assert SyncReport.objects.get().requested_by.is_staff
 
 
-def test_deactivate_and_remove_all_confirms_then_switches_off(console, buyer, queued):
+def test_deactivate_and_remove_all_confirms_then_switches_off(console, buyer, pineaccess_tasks):
     row = ScriptAccessFactory(user=buyer)
     url = "/admin/pineaccess/pinescript/"
     confirm = act(console, url, "deactivate_and_remove_all", [row.script])
@@ -105,7 +99,7 @@ def test_deactivate_and_remove_all_confirms_then_switches_off(console, buyer, qu
     row.refresh_from_db()
     assert row.status == Status.REMOVING
     assert not PineScript.objects.get().active
-    assert queued == [("remove_everyone_from_script", row.script.pk)]
+    assert pineaccess_tasks == [("remove_everyone_from_script", row.script.pk)]
 
 
 def test_a_script_with_grants_cannot_be_deleted_from_the_console(console, buyer):
@@ -122,7 +116,7 @@ def test_the_expiring_within_7_days_filter(console, buyer):
     assert list(page.context["cl"].queryset) == [soon]
 
 
-def test_bulk_extend_adds_days_to_each_access(console, buyer, stranger, queued):
+def test_bulk_extend_adds_days_to_each_access(console, buyer, stranger, pineaccess_tasks):
     expiry = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
     rows = [
         ScriptAccessFactory(user=buyer, expires_at=expiry),
@@ -145,11 +139,11 @@ def test_bulk_extend_needs_days_or_lifetime(console, buyer):
     assert b"Enter a number of days, or tick lifetime" in page.content
 
 
-def test_revoke_starts_removal(console, buyer, queued):
+def test_revoke_starts_removal(console, buyer, pineaccess_tasks):
     row = ScriptAccessFactory(user=buyer)
     page = act(console, "/admin/pineaccess/scriptaccess/", "revoke", [row])
     assert b"Removing 1 access rows" in page.content
-    assert queued == [("remove_script_access", row.pk)]
+    assert pineaccess_tasks == [("remove_script_access", row.pk)]
 
 
 def test_the_audit_log_is_read_only(console):

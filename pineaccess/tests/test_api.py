@@ -8,7 +8,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from pineaccess.models import AccessLog, PineScript, ScriptAccess
-from pineaccess.services import USERNAME_CHECK_SESSION_KEY
+from pineaccess.services.usernames import USERNAME_CHECK_SESSION_KEY
 from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory
 
 pytestmark = pytest.mark.django_db
@@ -32,15 +32,6 @@ def as_buyer(api, buyer) -> APIClient:
 def as_staff(api, staff) -> APIClient:
     api.force_authenticate(staff)
     return api
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    from pineaccess import services
-
-    sent = []
-    monkeypatch.setattr(services, "_queue", lambda name, *args: sent.append((name, *args)))
-    return sent
 
 
 # ------------------------------------------------------------------------------------------ pine scripts
@@ -93,7 +84,7 @@ def test_a_script_added_without_a_name_is_named_by_its_id_until_tradingview_tell
     assert created.json()["name"] == PINE_ID
 
 
-def test_staff_switching_a_script_off_removes_everyones_access(as_staff, buyer, queued):
+def test_staff_switching_a_script_off_removes_everyones_access(as_staff, buyer, pineaccess_tasks):
     row = ScriptAccessFactory(user=buyer)
 
     answer = as_staff.patch(f"/api/pine-scripts/{row.script.pk}/", {"active": False}, format="json")
@@ -102,7 +93,7 @@ def test_staff_switching_a_script_off_removes_everyones_access(as_staff, buyer, 
     assert answer.json()["active"] is False
     row.refresh_from_db()
     assert row.status == Status.REMOVING
-    assert queued == [("remove_everyone_from_script", row.script.pk)]
+    assert pineaccess_tasks == [("remove_everyone_from_script", row.script.pk)]
 
 
 def test_the_script_id_cannot_change(as_staff, db):
@@ -154,7 +145,7 @@ def test_a_user_cannot_grant_extend_or_revoke(as_buyer, buyer):
     assert as_buyer.delete(f"/api/script-access/{row.pk}/").status_code == 403
 
 
-def test_staff_grant_access_and_it_starts_pending(as_staff, buyer, staff, queued):
+def test_staff_grant_access_and_it_starts_pending(as_staff, buyer, staff, pineaccess_tasks):
     script = PineScriptFactory()
     answer = as_staff.post(
         "/api/script-access/", {"user": buyer.pk, "script": script.pk, "days": None}, format="json"
@@ -168,7 +159,7 @@ def test_staff_grant_access_and_it_starts_pending(as_staff, buyer, staff, queued
     )
     row = ScriptAccess.objects.get(pk=body["id"])
     assert (row.requested_by, row.requested_by_actor) == (staff, "staff")
-    assert queued == [("grant_script_access", row.pk)]
+    assert pineaccess_tasks == [("grant_script_access", row.pk)]
 
 
 def test_staff_grants_are_refused_with_a_reason(as_staff, stranger):
@@ -180,7 +171,7 @@ def test_staff_grants_are_refused_with_a_reason(as_staff, stranger):
     assert "no TradingView username" in answer.json()["detail"]
 
 
-def test_staff_extend_access_by_days_or_set_an_exact_expiry(as_staff, buyer, queued):
+def test_staff_extend_access_by_days_or_set_an_exact_expiry(as_staff, buyer, pineaccess_tasks):
     expiry = (timezone.now() + timedelta(days=10)).replace(microsecond=0)
     row = ScriptAccessFactory(user=buyer, expires_at=expiry)
 
@@ -196,15 +187,15 @@ def test_staff_extend_access_by_days_or_set_an_exact_expiry(as_staff, buyer, que
     assert both.status_code == 400
 
 
-def test_staff_revoke_with_delete_and_the_row_is_kept_as_removing(as_staff, buyer, queued):
+def test_staff_revoke_with_delete_and_the_row_is_kept_as_removing(as_staff, buyer, pineaccess_tasks):
     row = ScriptAccessFactory(user=buyer)
     answer = as_staff.delete(f"/api/script-access/{row.pk}/")
     assert answer.status_code == 202
     assert answer.json()["status"] == "removing"
-    assert queued == [("remove_script_access", row.pk)]
+    assert pineaccess_tasks == [("remove_script_access", row.pk)]
 
 
-def test_staff_retry_a_failed_grant_but_nothing_else(as_staff, buyer, queued):
+def test_staff_retry_a_failed_grant_but_nothing_else(as_staff, buyer, pineaccess_tasks):
     failed = ScriptAccessFactory(user=buyer, status=Status.FAILED)
     assert as_staff.post(f"/api/script-access/{failed.pk}/retry/").status_code == 202
     active = ScriptAccessFactory()

@@ -3,8 +3,9 @@
 import pytest
 from django.core.management import call_command
 
-from pineaccess import selectors, services
+from pineaccess import selectors
 from pineaccess.models import PineScript
+from pineaccess.services.scripts import pine_script_load_defaults
 
 pytestmark = pytest.mark.django_db
 
@@ -14,8 +15,8 @@ SECOND = "PUB;" + "2" * 32
 
 def test_loading_twice_creates_each_script_once_and_skips_bad_ids(settings, caplog):
     settings.DEFAULT_PINE_IDS = [FIRST, " ", "PUB;bad", SECOND, FIRST]
-    services.pine_script_load_defaults()
-    loaded = services.pine_script_load_defaults()
+    pine_script_load_defaults()
+    loaded = pine_script_load_defaults()
     assert [script.pine_id for script in loaded] == [FIRST, SECOND]
     assert PineScript.objects.count() == 2
     assert "PUB;bad" in caplog.text
@@ -24,7 +25,7 @@ def test_loading_twice_creates_each_script_once_and_skips_bad_ids(settings, capl
 def test_an_existing_script_keeps_its_name(settings):
     PineScript.objects.create(pine_id=FIRST, name="Named By Staff")
     settings.DEFAULT_PINE_IDS = [FIRST]
-    services.pine_script_load_defaults()
+    pine_script_load_defaults()
     assert PineScript.objects.get().name == "Named By Staff"
 
 
@@ -36,6 +37,6 @@ def test_migrate_loads_the_defaults(settings):
 
 def test_keys_that_name_no_scripts_grant_the_active_defaults(settings):
     settings.DEFAULT_PINE_IDS = [FIRST, SECOND]
-    services.pine_script_load_defaults()
+    pine_script_load_defaults()
     PineScript.objects.filter(pine_id=SECOND).update(active=False)
     assert [script.pine_id for script in selectors.pine_scripts_default()] == [FIRST]

@@ -1,6 +1,7 @@
 """Test support for the execution pipeline: an in-process task queue, a broker with injectable faults, alerts.
 
-Import the fixtures into a test module with `from trading.tests.execution_support import *`.
+The `task_queue` fixture (root conftest) runs a TaskQueue; import the other fixtures into a test module with
+`from trading.tests.execution_support import *`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from trading.brokers.base import BrokerUnavailable, OrderOutcomeUnknown, OrderRe
 from trading.brokers.paper import PaperBroker, paper_account_id
 from trading.errors import RetryLater, WaitForEarlier
 from trading.models import BrokerAccount, Decision, Order, Signal
-from trading.services import queue
 from trading.services.execution import trader_signal_execute
 from trading.services.orders import order_settle
 from trading.services.signals import signal_process, signals_dispatch
@@ -30,21 +30,13 @@ __all__ = [
     "FaultPlan",
     "FaultyBroker",
     "TaskQueue",
-    "_fast_password_hashing",
     "alert",
     "decisions_of",
     "faulty_broker",
     "make_trader",
     "orders_of",
     "stored_signal",
-    "task_queue",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:
-    """People are created in most tests; Argon2 would make each cost a noticeable fraction of a second."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @dataclass
@@ -109,15 +101,6 @@ class TaskQueue:
             steps += 1
             assert steps <= limit, "the queue never empties"
             self.run_one()
-
-
-@pytest.fixture
-def task_queue(monkeypatch, django_capture_on_commit_callbacks) -> TaskQueue:
-    """The task queue, recorded instead of sent to a broker."""
-    fake = TaskQueue(django_capture_on_commit_callbacks)
-    monkeypatch.setattr(queue, "task_publish", fake.publish)
-    monkeypatch.setattr(queue, "signals_nudge", fake.nudge)
-    return fake
 
 
 class FaultyBroker(PaperBroker):

@@ -12,7 +12,6 @@ from trading.brokers.paper import PaperBroker
 from trading.brokers.registry import AccountTokenStore, broker_for_account
 from trading.brokers.tradovate import TradovateBroker, TradovateToken
 from trading.models import BrokerAccount
-from trading.tests.execution_support import _fast_password_hashing  # noqa: F401  fixture
 from trading.tests.factories import BrokerAccountFactory, TradovateAccountFactory
 
 pytestmark = pytest.mark.django_db

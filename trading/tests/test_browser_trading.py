@@ -22,15 +22,10 @@ from rest_framework.authtoken.models import Token
 
 from trading.brokers.paper import paper_account_id
 from trading.models import BrokerAccount, Order, Recorder, Trader
-from trading.tests import execution_support
 from trading.tests.execution_support import TaskQueue, alert
 from trading.tests.factories import BrokerAccountFactory, RecorderFactory, TraderFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-# The pipeline tests' fixtures: the task queue run in this process, and quick password hashing.
-task_queue = execution_support.task_queue
-_fast_password_hashing = execution_support._fast_password_hashing
 
 PASSWORD = "browser-pass-123"
 # The ready-to-paste message of shared/specs/webhook.md, character for character.

@@ -13,7 +13,6 @@ from trading.brokers.base import BracketLeg, BracketRequest, OrderRejected, Orde
 from trading.brokers.paper import PAPER_STARTING_CASH, PaperBroker, paper_account_id, paper_price_update
 from trading.models import LastPrice, PaperFill, PaperOrder, PaperPosition
 from trading.risk import session_key
-from trading.tests.execution_support import _fast_password_hashing  # noqa: F401  fixture
 from trading.tests.factories import BrokerAccountFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

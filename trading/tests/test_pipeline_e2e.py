@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from trading.models import Order, Position, Signal
-from trading.tests.execution_support import _fast_password_hashing, make_trader  # noqa: F401  fixture
+from trading.tests.execution_support import make_trader
 from trading.tests.factories import RecorderFactory, UserFactory
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

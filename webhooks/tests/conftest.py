@@ -7,12 +7,8 @@ from collections.abc import Callable
 import pytest
 from django.http import HttpResponse
 
-from trading.tests import execution_support
+from trading.tests.execution_support import TaskQueue
 from trading.tests.factories import RecorderFactory
-
-# The pipeline tests' fixtures: a recorded task queue and quick password hashing.
-task_queue = execution_support.task_queue
-_fast_password_hashing = execution_support._fast_password_hashing
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +27,7 @@ def recorder(db):
 
 @pytest.fixture
 def post(
-    client, recorder, task_queue: execution_support.TaskQueue, django_capture_on_commit_callbacks
+    client, recorder, task_queue: TaskQueue, django_capture_on_commit_callbacks
 ) -> Callable[..., HttpResponse]:
     """POST a body to the recorder's webhook as TradingView would; callbacks after commit run (and queue)."""
 

@@ -1,9 +1,9 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from pineaccess import services
 from pineaccess.management.progress import ProgressBar, find_script, find_user
 from pineaccess.models import ScriptAccess
+from pineaccess.services.access import AccessBusy, script_access_apply, script_access_grant
 
 
 class Command(BaseCommand):
@@ -22,15 +22,15 @@ class Command(BaseCommand):
         person = find_user(user)
         scripts = [find_script(text) for text in script]
         try:
-            rows = services.script_access_grant(user=person, scripts=scripts, duration_days=days, queue=False)
+            rows = script_access_grant(user=person, scripts=scripts, duration_days=days, queue=False)
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from error
         bar = ProgressBar(self.stdout, label="grants")
         failures = []
         for done, row in enumerate(rows, start=1):
             try:
-                result = services.script_access_apply(access_id=row.pk)
-            except services.AccessBusy:
+                result = script_access_apply(access_id=row.pk)
+            except AccessBusy:
                 failures.append(f"{row.script.name}: a worker is granting it right now")
             else:
                 if result.status != ScriptAccess.Status.ACTIVE:

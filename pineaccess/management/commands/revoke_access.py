@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pineaccess import services
 from pineaccess.management.progress import ProgressBar, find_script, find_user
 from pineaccess.models import ScriptAccess
+from pineaccess.services.access import AccessBusy, script_access_apply, script_access_revoke_for_user
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def handle(self, *args, user, script=None, **options):
         person = find_user(user)
         scripts = [find_script(text) for text in script] if script else None
-        services.script_access_revoke_for_user(user=person, scripts=scripts, queue=False)
+        script_access_revoke_for_user(user=person, scripts=scripts, queue=False)
         rows = ScriptAccess.objects.filter(user=person, status=ScriptAccess.Status.REMOVING).select_related(
             "script"
         )
@@ -31,8 +31,8 @@ class Command(BaseCommand):
         failures = []
         for done, row in enumerate(rows, start=1):
             try:
-                result = services.script_access_apply(access_id=row.pk)
-            except services.AccessBusy:
+                result = script_access_apply(access_id=row.pk)
+            except AccessBusy:
                 failures.append(f"{row.script.name}: a worker is removing it right now")
             else:
                 if result.status != ScriptAccess.Status.REMOVED:

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pineaccess import services
 from pineaccess.management.progress import find_script
+from pineaccess.services.session import tradingview_connection_check
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, script=None, **options):
         pine_id = find_script(script).pine_id if script else None
-        check = services.tradingview_connection_check(pine_id=pine_id)
+        check = tradingview_connection_check(pine_id=pine_id)
         if not check.ok:
             raise CommandError(f"TradingView check failed: {check.error}")
         self.stdout.write(f"Account: {check.account}")

@@ -1,9 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from pineaccess import selectors, services
+from pineaccess import selectors
 from pineaccess.management.progress import ProgressBar
 from pineaccess.models import ScriptAccess
+from pineaccess.services.access import AccessBusy, script_access_apply, script_access_expire_due
 
 
 class Command(BaseCommand):
@@ -25,7 +26,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Dry run: {len(due)} expired access rows would be removed.")
             return
         now = timezone.now()
-        services.script_access_expire_due(now=now, queue=False)
+        script_access_expire_due(now=now, queue=False)
         # Also finishes expired removals that an earlier run or a lost task left behind.
         ids = list(
             ScriptAccess.objects.filter(status=ScriptAccess.Status.REMOVING, expires_at__lte=now)
@@ -36,8 +37,8 @@ class Command(BaseCommand):
         removed, failures = 0, []
         for done, pk in enumerate(ids, start=1):
             try:
-                result = services.script_access_apply(access_id=pk)
-            except services.AccessBusy:
+                result = script_access_apply(access_id=pk)
+            except AccessBusy:
                 result = None
             if result is not None and result.status == ScriptAccess.Status.REMOVED:
                 removed += 1

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from pineaccess import services
+from pineaccess.services.scripts import pine_script_load_defaults, pine_script_refresh_names
 from pineaccess.tradingview import TradingViewError
 
 
@@ -11,11 +11,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-names", action="store_true", help="do not ask TradingView for the names")
 
     def handle(self, *args, no_names=False, **options):
-        scripts = services.pine_script_load_defaults()
+        scripts = pine_script_load_defaults()
         named = 0
         if scripts and not no_names:
             try:
-                named = services.pine_script_refresh_names()
+                named = pine_script_refresh_names()
             except TradingViewError as error:
                 self.stdout.write(
                     self.style.WARNING(

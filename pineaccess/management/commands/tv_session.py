@@ -2,7 +2,7 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pineaccess import services
+from pineaccess.services.session import tradingview_session_paste
 from pineaccess.tradingview import TradingViewError
 
 
@@ -23,9 +23,7 @@ class Command(BaseCommand):
         if not sessionid:
             raise CommandError("A sessionid is required.")
         try:
-            retried = services.tradingview_session_paste(
-                sessionid=sessionid, sessionid_sign=sessionid_sign or None
-            )
+            retried = tradingview_session_paste(sessionid=sessionid, sessionid_sign=sessionid_sign or None)
         except (ValueError, TradingViewError) as error:
             raise CommandError(str(error)) from error
         self.stdout.write(

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pineaccess import services
 from pineaccess.management.progress import ProgressBar, find_script
 from pineaccess.models import SyncReport
+from pineaccess.services.sync import pine_scripts_sync
 
 
 class Command(BaseCommand):
@@ -18,9 +18,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, script=None, fix=False, **options):
         scripts = [find_script(text) for text in script] if script else None
-        run = services.pine_scripts_sync(
-            scripts=scripts, fix=fix, progress=ProgressBar(self.stdout, label="scripts")
-        )
+        run = pine_scripts_sync(scripts=scripts, fix=fix, progress=ProgressBar(self.stdout, label="scripts"))
         for report in run.reports:
             self._print(report)
         drift = sum(report.drift_count for report in run.reports)

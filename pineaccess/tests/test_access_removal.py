@@ -6,15 +6,28 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from pineaccess import services
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import AccessLog, PineScript, ScriptAccess
+from pineaccess.services.access import (
+    script_access_apply,
+    script_access_expire_due,
+    script_access_grant,
+    script_access_revoke,
+    script_access_revoke_for_user,
+)
+from pineaccess.services.scripts import (
+    pine_script_deactivate,
+    pine_script_remove_everyone,
+    pine_script_update,
+)
 from pineaccess.tasks import (
     expire_script_access,
     remove_everyone_from_script,
     remove_script_access,
     resume_script_access,
 )
-from pineaccess.tests.factories import ScriptAccessFactory, UserFactory
+from pineaccess.tests.factories import ScriptAccessFactory
+from pineaccess.tradingview import TradingViewClient
 
 pytestmark = pytest.mark.django_db
 
@@ -24,8 +37,8 @@ Status = ScriptAccess.Status
 @pytest.fixture
 def active(buyer, script, fake_tv, tv_users):
     """Alice has 30 days of access, here and on TradingView."""
-    [row] = services.script_access_grant(user=buyer, scripts=[script], duration_days=30)
-    services.script_access_apply(access_id=row.pk)
+    [row] = script_access_grant(user=buyer, scripts=[script], duration_days=30)
+    script_access_apply(access_id=row.pk)
     row.refresh_from_db()
     assert row.status == Status.ACTIVE
     return row
@@ -35,7 +48,7 @@ def test_revoking_removes_access_on_tradingview_then_marks_the_row_removed(
     active, script, fake_tv, staff, eager_tasks, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        row = services.script_access_revoke(access=active, requested_by=staff)
+        row = script_access_revoke(access=active, requested_by=staff)
     row.refresh_from_db()
     assert row.status == Status.REMOVED
     assert row.removed_at is not None
@@ -60,32 +73,33 @@ def test_a_failed_removal_keeps_the_row_removing_with_the_reason(active, script,
 def test_removing_someone_tradingview_no_longer_lists_still_succeeds(active, script, fake_tv):
     fake_tv.scripts[script.pine_id].access.clear()
     ScriptAccess.objects.filter(pk=active.pk).update(status=Status.REMOVING)
-    result = services.script_access_apply(access_id=active.pk)
+    result = script_access_apply(access_id=active.pk)
     assert result.status == Status.REMOVED
     assert "had no access" in result.detail
 
 
 def test_removing_a_username_tradingview_never_heard_of_succeeds(buyer, script, fake_tv):
     row = ScriptAccessFactory(user=buyer, script=script, status=Status.REMOVING, tradingview_username="Ghost")
-    result = services.script_access_apply(access_id=row.pk)
+    result = script_access_apply(access_id=row.pk)
     assert result.status == Status.REMOVED
     assert "no TradingView user Ghost" in result.detail
 
 
-def test_a_grant_made_while_a_removal_runs_is_granted_again_afterwards(active, script, fake_tv, monkeypatch):
+def test_a_grant_made_while_a_removal_runs_is_granted_again_afterwards(
+    active, script, fake_tv, monkeypatch, pineaccess_tasks
+):
+    pineaccess_tasks.clear()  # only what the work below publishes, not the fixtures' grants
     ScriptAccess.objects.filter(pk=active.pk).update(status=Status.REMOVING)
-    queued = []
-    monkeypatch.setattr(services, "_queue", lambda name, *args: queued.append((name, *args)))
-    real = services.TradingViewClient.remove_access
+    real = TradingViewClient.remove_access
 
     def regrant_meanwhile(client, *args):
         ScriptAccess.objects.filter(pk=active.pk).update(status=Status.PENDING)
         return real(client, *args)
 
-    monkeypatch.setattr(services.TradingViewClient, "remove_access", regrant_meanwhile)
-    result = services.script_access_apply(access_id=active.pk)
+    monkeypatch.setattr(TradingViewClient, "remove_access", regrant_meanwhile)
+    result = script_access_apply(access_id=active.pk)
     assert result.status == Status.PENDING
-    assert queued == [("grant_script_access", active.pk)]
+    assert pineaccess_tasks == [("grant_script_access", active.pk)]
 
 
 def test_granting_after_revocation_started_restarts_the_time_from_now(
@@ -94,7 +108,7 @@ def test_granting_after_revocation_started_restarts_the_time_from_now(
     ScriptAccess.objects.filter(pk=active.pk).update(
         status=Status.REMOVING, expires_at=timezone.now() + timedelta(days=100)
     )
-    [row] = services.script_access_grant(user=active.user, scripts=[active.script], duration_days=2)
+    [row] = script_access_grant(user=active.user, scripts=[active.script], duration_days=2)
     assert row.pk == active.pk
     assert row.status == Status.PENDING
     assert row.expires_at <= timezone.now() + timedelta(days=2)
@@ -102,7 +116,7 @@ def test_granting_after_revocation_started_restarts_the_time_from_now(
 
 def test_revoking_all_of_a_users_access_only_touches_that_user(active, stranger, script):
     other = ScriptAccessFactory(user=stranger, script=script)
-    rows = services.script_access_revoke_for_user(user=active.user)
+    rows = script_access_revoke_for_user(user=active.user)
     assert [row.status for row in rows] == [Status.REMOVING]
     other.refresh_from_db()
     assert other.status == Status.ACTIVE
@@ -123,7 +137,7 @@ def test_expired_access_is_removed_on_tradingview_first_then_in_the_database(
 
 def test_access_that_has_not_expired_is_left_alone(active, fake_tv, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.script_access_expire_due() == []
+        assert script_access_expire_due() == []
     active.refresh_from_db()
     assert active.status == Status.ACTIVE
 
@@ -131,19 +145,19 @@ def test_access_that_has_not_expired_is_left_alone(active, fake_tv, django_captu
 def test_lifetime_access_never_expires(buyer, script):
     ScriptAccessFactory(user=buyer, script=script, expires_at=None)
     with time_machine.travel(datetime(2100, 1, 1, tzinfo=UTC)):
-        assert services.script_access_expire_due(queue=False) == []
+        assert script_access_expire_due(queue=False) == []
 
 
 def test_expiry_stays_in_the_database_until_tradingview_confirms(active, script, fake_tv, unreachable_tv):
     with time_machine.travel(active.expires_at + timedelta(minutes=1)):
-        [pk] = services.script_access_expire_due(queue=False)
+        [pk] = script_access_expire_due(queue=False)
         remove_script_access.apply(args=[pk])
     active.refresh_from_db()
     assert active.status == Status.REMOVING
     assert "could not be reached" in active.last_error
 
 
-def test_rows_left_behind_by_lost_messages_are_queued_again(buyer, script, monkeypatch):
+def test_rows_left_behind_by_lost_messages_are_queued_again(buyer, script, pineaccess_tasks):
     now = timezone.now()
     never_tried = ScriptAccessFactory(user=buyer, script=script, status=Status.PENDING)
     removing = ScriptAccessFactory(status=Status.REMOVING)
@@ -164,12 +178,10 @@ def test_rows_left_behind_by_lost_messages_are_queued_again(buyer, script, monke
     }
     for row, age in ago.items():
         ScriptAccess.objects.filter(pk=row.pk).update(updated_at=now - age)
-    queued = []
-    monkeypatch.setattr(services, "_queue", lambda name, *args: queued.append((name, *args)))
 
     assert resume_script_access.apply().get() == 4
 
-    assert sorted(queued) == sorted(
+    assert sorted(pineaccess_tasks) == sorted(
         [
             ("grant_script_access", never_tried.pk),
             ("remove_script_access", removing.pk),
@@ -177,7 +189,7 @@ def test_rows_left_behind_by_lost_messages_are_queued_again(buyer, script, monke
             ("grant_script_access", outage.pk),
         ]
     )
-    assert fresh.pk not in [args[1] for args in queued]
+    assert fresh.pk not in [args[1] for args in pineaccess_tasks]
     outage.refresh_from_db()
     assert (outage.status, outage.attempts) == (Status.PENDING, 0)
 
@@ -190,7 +202,7 @@ def test_deactivating_a_script_removes_everyone_on_tradingview_then_deletes_its_
     fake_tv.set_access(script.pine_id, "HandGranted", None)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.pine_script_deactivate(script=script, requested_by=staff)
+        pine_script_deactivate(script=script, requested_by=staff)
 
     script.refresh_from_db()
     assert script.active is False
@@ -207,7 +219,7 @@ def test_deactivating_a_script_removes_everyone_on_tradingview_then_deletes_its_
 
 
 def test_grants_are_kept_until_everyone_is_really_gone_from_tradingview(active, script, fake_tv, staff):
-    services.pine_script_deactivate(script=script, requested_by=staff)
+    pine_script_deactivate(script=script, requested_by=staff)
     fake_tv.require_captcha = True
     fake_tv.expire_sessions()
 
@@ -219,18 +231,17 @@ def test_grants_are_kept_until_everyone_is_really_gone_from_tradingview(active, 
 
 
 def test_a_script_switched_on_again_before_the_task_runs_is_left_alone(active, script, fake_tv, staff):
-    services.pine_script_deactivate(script=script, requested_by=staff)
+    pine_script_deactivate(script=script, requested_by=staff)
     PineScript.objects.filter(pk=script.pk).update(active=True)
-    result = services.pine_script_remove_everyone(script_id=script.pk)
+    result = pine_script_remove_everyone(script_id=script.pk)
     assert result.skipped
     assert "Alice_Trades" in fake_tv.access(script.pine_id)
 
 
-def test_switching_a_script_off_through_update_deactivates_it(active, script, staff, monkeypatch):
-    queued = []
-    monkeypatch.setattr(services, "_queue", lambda name, *args: queued.append((name, *args)))
-    services.pine_script_update(script=script, requested_by=staff, active=False)
-    assert queued == [("remove_everyone_from_script", script.pk)]
+def test_switching_a_script_off_through_update_deactivates_it(active, script, staff, pineaccess_tasks):
+    pineaccess_tasks.clear()  # only what the work below publishes, not the fixtures' grants
+    pine_script_update(script=script, requested_by=staff, active=False)
+    assert pineaccess_tasks == [("remove_everyone_from_script", script.pk)]
     active.refresh_from_db()
     assert active.status == Status.REMOVING
 
@@ -238,7 +249,7 @@ def test_switching_a_script_off_through_update_deactivates_it(active, script, st
 def test_a_switched_off_script_can_be_switched_on_again_and_starts_clean(script, staff):
     PineScript.objects.filter(pk=script.pk).update(active=False)
     script.refresh_from_db()
-    services.pine_script_update(script=script, requested_by=staff, active=True, name="Trend Rider v2")
+    pine_script_update(script=script, requested_by=staff, active=True, name="Trend Rider v2")
     script.refresh_from_db()
     assert (script.active, script.name) == (True, "Trend Rider v2")
     assert not ScriptAccess.objects.filter(script=script).exists()

@@ -2,10 +2,11 @@
 
 import pytest
 
-from pineaccess import services
 from pineaccess.models import AccessLog, ScriptAccess
+from pineaccess.services.access import script_access_apply, script_access_grant, script_access_retry
 from pineaccess.tasks import grant_script_access
 from pineaccess.tests.factories import PineScriptFactory
+from pineaccess.tradingview import TradingViewClient, TradingViewUnavailable
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +15,7 @@ Status = ScriptAccess.Status
 
 @pytest.fixture
 def pending(buyer, script):
-    [row] = services.script_access_grant(user=buyer, scripts=[script], duration_days=30, requested_by=buyer)
+    [row] = script_access_grant(user=buyer, scripts=[script], duration_days=30, requested_by=buyer)
     return row
 
 
@@ -75,7 +76,7 @@ def test_a_session_refused_right_after_signing_in_fails_as_session_expired(pendi
 
 def test_a_script_tradingview_does_not_manage_fails_with_tradingviews_words(buyer, fake_tv, tv_users):
     unknown = PineScriptFactory()
-    [row] = services.script_access_grant(user=buyer, scripts=[unknown], duration_days=30)
+    [row] = script_access_grant(user=buyer, scripts=[unknown], duration_days=30)
     grant_script_access.apply(args=[row.pk])
     row = failed(row)
     assert row.error_code == "script_not_accessible"
@@ -118,8 +119,8 @@ def test_an_outage_that_outlasts_every_retry_fails_with_the_reason(pending, unre
 def test_a_transient_error_before_the_last_attempt_leaves_the_row_pending_with_the_reason(
     pending, unreachable_tv
 ):
-    with pytest.raises(services.TradingViewUnavailable):
-        services.script_access_apply(access_id=pending.pk, final_attempt=False)
+    with pytest.raises(TradingViewUnavailable):
+        script_access_apply(access_id=pending.pk, final_attempt=False)
     pending.refresh_from_db()
     assert pending.status == Status.PENDING
     assert "could not be reached" in pending.last_error
@@ -135,24 +136,25 @@ def test_a_failed_grant_can_be_retried_and_then_succeeds(
     fake_tv.require_captcha = False
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.script_access_retry(access=pending) is True
+        assert script_access_retry(access=pending) is True
 
     pending.refresh_from_db()
     assert (pending.status, pending.last_error, pending.error_code) == (Status.ACTIVE, "", "")
 
 
-def test_a_grant_revoked_while_it_failed_is_still_removed(pending, fake_tv, tv_users, monkeypatch):
-    queued = []
-    monkeypatch.setattr(services, "_queue", lambda name, *args: queued.append((name, *args)))
+def test_a_grant_revoked_while_it_failed_is_still_removed(
+    pending, fake_tv, tv_users, monkeypatch, pineaccess_tasks
+):
+    pineaccess_tasks.clear()  # only what the work below publishes, not the fixtures' grants
     fake_tv.require_captcha = True
-    real = services.TradingViewClient.resolve_username
+    real = TradingViewClient.resolve_username
 
     def revoke_meanwhile(client, text):
         ScriptAccess.objects.filter(pk=pending.pk).update(status=Status.REMOVING)
         return real(client, text)
 
-    monkeypatch.setattr(services.TradingViewClient, "resolve_username", revoke_meanwhile)
-    services.script_access_apply(access_id=pending.pk)
+    monkeypatch.setattr(TradingViewClient, "resolve_username", revoke_meanwhile)
+    script_access_apply(access_id=pending.pk)
     pending.refresh_from_db()
     assert pending.status == Status.REMOVING
-    assert queued == [("remove_script_access", pending.pk)]
+    assert pineaccess_tasks == [("remove_script_access", pending.pk)]

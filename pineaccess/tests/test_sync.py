@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from pineaccess import services
+from justtrades.tests.factories import UserFactory
 from pineaccess.models import AccessLog, ScriptAccess, SyncReport
+from pineaccess.services.sync import pine_script_sync
 from pineaccess.tasks import sync_pine_scripts
-from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory, UserFactory
+from pineaccess.tests.factories import PineScriptFactory, ScriptAccessFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def drifted(script, fake_tv, buyer, stranger, tv_users):
 def test_a_script_that_matches_is_reported_clean(script, fake_tv, buyer, tv_users):
     ScriptAccessFactory(user=buyer, script=script, expires_at=None)
     fake_tv.set_access(script.pine_id, "Alice_Trades", None)
-    report = services.pine_script_sync(script=script)
+    report = pine_script_sync(script=script)
     assert report.outcome == SyncReport.Outcome.CLEAN
     assert (report.tradingview_count, report.database_count, report.drift_count) == (1, 1, 0)
 
@@ -43,7 +44,7 @@ def test_a_script_that_matches_is_reported_clean(script, fake_tv, buyer, tv_user
 def test_drift_is_reported_in_all_three_directions_without_changing_anything(drifted, fake_tv):
     before = fake_tv.access(drifted.pine_id)
 
-    report = services.pine_script_sync(script=drifted)
+    report = pine_script_sync(script=drifted)
 
     assert report.outcome == SyncReport.Outcome.DRIFT
     assert [item["username"] for item in report.only_on_tradingview] == ["Intruder"]
@@ -59,7 +60,7 @@ def test_drift_is_reported_in_all_three_directions_without_changing_anything(dri
 
 
 def test_fix_makes_tradingview_match_the_database(drifted, fake_tv, staff):
-    report = services.pine_script_sync(script=drifted, fix=True, requested_by=staff)
+    report = pine_script_sync(script=drifted, fix=True, requested_by=staff)
 
     assert report.outcome == SyncReport.Outcome.FIXED
     assert len(report.fixes) == 3
@@ -68,7 +69,7 @@ def test_fix_makes_tradingview_match_the_database(drifted, fake_tv, staff):
         for name, when in fake_tv.access(drifted.pine_id).items()
     }
     assert on_tv == {"Carol": IN_A_MONTH, "Alice_Trades": IN_A_MONTH, "Dave": IN_A_MONTH}
-    assert services.pine_script_sync(script=drifted).outcome == SyncReport.Outcome.CLEAN
+    assert pine_script_sync(script=drifted).outcome == SyncReport.Outcome.CLEAN
     assert AccessLog.objects.filter(
         operation="remove", tradingview_username="Intruder", actor="staff"
     ).exists()
@@ -80,7 +81,7 @@ def test_lifetime_access_on_tradingview_is_replaced_by_the_dated_access_recorded
     ScriptAccessFactory(user=buyer, script=script, expires_at=IN_A_MONTH)
     fake_tv.set_access(script.pine_id, "Alice_Trades", None)
 
-    report = services.pine_script_sync(script=script, fix=True)
+    report = pine_script_sync(script=script, fix=True)
 
     assert report.different_expiry[0]["there"] is None
     assert report.outcome == SyncReport.Outcome.FIXED
@@ -95,7 +96,7 @@ def test_a_failed_grant_that_did_reach_tradingview_is_reported_and_fixed_by_gran
     )
     fake_tv.set_access(script.pine_id, "Alice_Trades", IN_A_MONTH)
 
-    report = services.pine_script_sync(script=script, fix=True)
+    report = pine_script_sync(script=script, fix=True)
 
     assert report.only_on_tradingview[0]["note"] == "the grant is marked failed here"
     row.refresh_from_db()
@@ -104,19 +105,19 @@ def test_a_failed_grant_that_did_reach_tradingview_is_reported_and_fixed_by_gran
 
 def test_access_past_its_time_is_left_to_the_expiry_sweep(script, fake_tv, buyer):
     ScriptAccessFactory(user=buyer, script=script, expires_at=timezone.now() - timedelta(hours=1))
-    assert services.pine_script_sync(script=script).outcome == SyncReport.Outcome.CLEAN
+    assert pine_script_sync(script=script).outcome == SyncReport.Outcome.CLEAN
 
 
 def test_fixes_that_fail_are_reported_as_partly_fixed(script, fake_tv, buyer):
     ScriptAccessFactory(user=buyer, script=script, expires_at=IN_A_MONTH)  # not a TradingView user
-    report = services.pine_script_sync(script=script, fix=True)
+    report = pine_script_sync(script=script, fix=True)
     assert report.outcome == SyncReport.Outcome.PARTLY_FIXED
     assert "Alice_Trades" in report.fix_errors[0]
 
 
 def test_an_unreachable_tradingview_gives_a_failed_report_with_the_reason(unreachable_tv, db):
     script = PineScriptFactory()
-    report = services.pine_script_sync(script=script)
+    report = pine_script_sync(script=script)
     assert report.outcome == SyncReport.Outcome.FAILED
     assert "could not be reached" in report.error
     assert AccessLog.objects.get(operation="sync").outcome == "failure"
@@ -140,14 +141,14 @@ def test_expiry_compares_to_the_second_as_tradingview_stores_it(script, fake_tv,
     exact = datetime(2031, 5, 17, 12, 30, 45, tzinfo=UTC)
     ScriptAccessFactory(user=buyer, script=script, expires_at=exact)
     fake_tv.set_access(script.pine_id, "Alice_Trades", exact)  # answered as 12:30:45.999000
-    assert services.pine_script_sync(script=script).outcome == SyncReport.Outcome.CLEAN
+    assert pine_script_sync(script=script).outcome == SyncReport.Outcome.CLEAN
 
 
 def test_an_outage_during_a_fix_leaves_the_row_pending_for_the_resume_sweep(script, fake_tv, buyer, tv_users):
     row = ScriptAccessFactory(user=buyer, script=script, expires_at=IN_A_MONTH)
     fake_tv.fail_next("/pine_perm/add/", 503, times=2)
 
-    report = services.pine_script_sync(script=script, fix=True)
+    report = pine_script_sync(script=script, fix=True)
 
     assert report.outcome == SyncReport.Outcome.PARTLY_FIXED
     assert "unreachable" in report.fix_errors[0]
