@@ -1,4 +1,4 @@
-"""Order plans: the orders that carry out a risk decision, every price on the contract's tick grid.
+"""Order plans: the orders that carry out a risk verdict, every price on the contract's tick grid.
 
 Pure functions on dataclasses: no ORM, no I/O. Take-profits and stops are OCO pairs of equal quantity
 (take-profit i with stop i), so a partial take-profit never leaves a stop larger than the position.
@@ -19,7 +19,7 @@ from trading.plans.planning import (
     blended_average,
     plan_add,
     plan_close,
-    plan_for_decision,
+    plan_for_verdict,
     plan_open,
     plan_protection,
     plan_reduce,
@@ -44,7 +44,7 @@ __all__ = [
     "merge_plan_settings",
     "plan_add",
     "plan_close",
-    "plan_for_decision",
+    "plan_for_verdict",
     "plan_open",
     "plan_protection",
     "plan_reduce",

@@ -1,4 +1,4 @@
-"""Intents: one order to place, and a plan (the orders for one decision, with their brackets)."""
+"""Intents: one order to place, and a plan (the orders for one verdict, with their brackets)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class OrderIntent:
 
 @dataclass(frozen=True)
 class OrderPlan:
-    """The orders for one decision, in the order to send them."""
+    """The orders for one verdict, in the order to send them."""
 
     intents: tuple[OrderIntent, ...] = ()
     # Groups of keys sent as one OSO order (Tradovate's placeoso): an entry first, then at most one

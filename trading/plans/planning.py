@@ -1,4 +1,4 @@
-"""Planning: the order plan for each kind of move (open, add, reduce, close, reverse) and for a decision."""
+"""Planning: the order plan for each kind of move (open, add, reduce, close, reverse) and for a verdict."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from trading.plans.intents import OrderIntent, OrderPlan
 from trading.plans.protection import average_down_orders, bracketed_entries, exit_groups
 from trading.plans.settings import PlanSettings
 from trading.plans.values import contract_count
-from trading.risk import Decision, Move, Side
+from trading.risk import Move, Side, Verdict
 from trading.symbols import ContractInfo, round_to_tick, to_decimal
 
 
@@ -219,8 +219,8 @@ def plan_reverse(
     return OrderPlan((exit_order, *opened.intents), opened.brackets, True, opened.notes)
 
 
-def plan_for_decision(
-    decision: Decision,
+def plan_for_verdict(
+    verdict: Verdict,
     *,
     contract: ContractInfo,
     settings: PlanSettings,
@@ -228,14 +228,14 @@ def plan_for_decision(
     average_price: Decimal | None = None,
     multiplier: int = 1,
 ) -> OrderPlan:
-    """Return the plan for an allowed decision (an empty plan for a refused one).
+    """Return the plan for an allowed verdict (an empty plan for a refused one).
 
     `entry_price` is the expected fill (the signal's or the last price), needed for entries;
     `average_price` is the held position's average, needed for adds and partial exits.
     """
-    if not decision.allowed or decision.move is None:
+    if not verdict.allowed or verdict.move is None:
         return OrderPlan()
-    move, before = decision.move, decision.position_before
+    move, before = verdict.move, verdict.position_before
     side = Side.of(before)
     if move is Move.CLOSE:
         return plan_close(position=before)
@@ -245,7 +245,7 @@ def plan_for_decision(
         if move is Move.REDUCE:
             return plan_reduce(
                 side=side,
-                quantity=decision.exit_quantity,
+                quantity=verdict.exit_quantity,
                 position_quantity=abs(before),
                 average_price=average_price,
                 contract=contract,
@@ -256,7 +256,7 @@ def plan_for_decision(
             raise ValueError("Planning an add needs the expected entry price.")
         return plan_add(
             side=side,
-            quantity=decision.entry_quantity,
+            quantity=verdict.entry_quantity,
             position_quantity=abs(before),
             average_price=average_price,
             entry_price=entry_price,
@@ -269,18 +269,18 @@ def plan_for_decision(
     if move is Move.REVERSE:
         return plan_reverse(
             position=before,
-            quantity=decision.entry_quantity,
+            quantity=verdict.entry_quantity,
             entry_price=entry_price,
             contract=contract,
             settings=settings,
             multiplier=multiplier,
         )
-    entry_side = Side.of(decision.position_after)
+    entry_side = Side.of(verdict.position_after)
     if entry_side is None:
         raise ValueError("An open decision must end in a position.")
     return plan_open(
         side=entry_side,
-        quantity=decision.entry_quantity,
+        quantity=verdict.entry_quantity,
         entry_price=entry_price,
         contract=contract,
         settings=settings,

@@ -11,7 +11,7 @@ small pure library whose callers should not care which module a name lives in. M
 """
 
 from trading.risk.book import RecorderBook
-from trading.risk.engine import Decision, RiskState, Signal, auto_flat_due, evaluate
+from trading.risk.engine import RiskState, SignalInput, Verdict, auto_flat_due, evaluate
 from trading.risk.enums import Action, Direction, MarketPosition, Move, Side
 from trading.risk.sessions import CME_TIMEZONE, SESSION_ROLL, session_key, session_range, session_start
 from trading.risk.settings import DEFAULT_TIMEZONE, RISK_FIELDS, RiskSettings, TimeWindow, merge_settings
@@ -22,7 +22,6 @@ __all__ = [
     "RISK_FIELDS",
     "SESSION_ROLL",
     "Action",
-    "Decision",
     "Direction",
     "MarketPosition",
     "Move",
@@ -30,8 +29,9 @@ __all__ = [
     "RiskSettings",
     "RiskState",
     "Side",
-    "Signal",
+    "SignalInput",
     "TimeWindow",
+    "Verdict",
     "auto_flat_due",
     "evaluate",
     "merge_settings",

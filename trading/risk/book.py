@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 
-from trading.risk.engine import Decision
+from trading.risk.engine import Verdict
 from trading.risk.values import CENT, whole
 from trading.symbols import ContractInfo, to_decimal
 
@@ -58,13 +58,11 @@ class RecorderBook:
         book = RecorderBook(new_position, new_average, (self.realized_pnl + realized).quantize(CENT))
         return book, realized
 
-    def apply(
-        self, decision: Decision, price: Decimal, contract: ContractInfo
-    ) -> tuple[RecorderBook, Decimal]:
-        """Fill an allowed decision at `price` (the signal's); return the new book and dollars realized."""
-        if not decision.allowed:
+    def apply(self, verdict: Verdict, price: Decimal, contract: ContractInfo) -> tuple[RecorderBook, Decimal]:
+        """Fill an allowed verdict at `price` (the signal's); return the new book and dollars realized."""
+        if not verdict.allowed:
             return self, Decimal("0.00")
-        return self.fill(decision.position_after - decision.position_before, price, contract)
+        return self.fill(verdict.position_after - verdict.position_before, price, contract)
 
     def unrealized_pnl(self, price: Decimal, contract: ContractInfo) -> Decimal:
         """Return the open position's P&L in dollars at `price`."""

@@ -14,7 +14,7 @@ from trading.symbols import to_decimal
 
 
 @dataclass(frozen=True)
-class Signal:
+class SignalInput:
     """A parsed alert as the risk engine sees it."""
 
     action: Action
@@ -74,7 +74,7 @@ class RiskState:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Verdict:
     """The verdict on a signal: allowed or refused with one reason, the quantities, the state to store."""
 
     allowed: bool
@@ -110,7 +110,7 @@ def _ordinal(number: int) -> str:
 
 
 def _entry_size(
-    signal: Signal, settings: RiskSettings, move: Move, explicit: int | None, multiplier: int
+    signal: SignalInput, settings: RiskSettings, move: Move, explicit: int | None, multiplier: int
 ) -> tuple[int, str | None]:
     """Return (contracts, refusal) for the entering part of a move."""
     if move is Move.ADD:
@@ -141,7 +141,9 @@ def _direction_refusal(settings: RiskSettings, move: Move, side: Side) -> str | 
     return f"{only}: a {verb} that would open a {side.value} position is refused."
 
 
-def evaluate(signal: Signal, settings: RiskSettings, state: RiskState, *, multiplier: int = 1) -> Decision:
+def evaluate(
+    signal: SignalInput, settings: RiskSettings, state: RiskState, *, multiplier: int = 1
+) -> Verdict:
     """Decide what a signal does to one position; `multiplier` scales every size (a sub-account's multiplier).
 
     Closes and reductions pass every filter because they lower risk; a close while flat is refused, never
@@ -156,15 +158,15 @@ def evaluate(signal: Signal, settings: RiskSettings, state: RiskState, *, multip
     position = state.position
     side_now = Side.of(position)
 
-    def refuse(reason: str, move: Move | None, new_state: RiskState = state) -> Decision:
-        return Decision(False, reason, move, 0, 0, 0, position, position, new_state)
+    def refuse(reason: str, move: Move | None, new_state: RiskState = state) -> Verdict:
+        return Verdict(False, reason, move, 0, 0, 0, position, position, new_state)
 
-    def exit_decision(quantity: int, notes: tuple[str, ...] = (), new_state: RiskState = state) -> Decision:
+    def exit_verdict(quantity: int, notes: tuple[str, ...] = (), new_state: RiskState = state) -> Verdict:
         move = Move.CLOSE if quantity >= abs(position) else Move.REDUCE
         quantity = min(quantity, abs(position))
         after = position - quantity * (side_now.sign if side_now else 0)
         stored = replace(new_state, position=after, last_signal_at=moment)
-        return Decision(True, "", move, quantity, 0, quantity, position, after, stored, notes)
+        return Verdict(True, "", move, quantity, 0, quantity, position, after, stored, notes)
 
     explicit: int | None = None
     if signal.quantity is not None:
@@ -185,8 +187,8 @@ def evaluate(signal: Signal, settings: RiskSettings, state: RiskState, *, multip
             return refuse("Nothing to close: the position is already flat.", Move.CLOSE)
         # Only an explicit close may be partial; a strategy that reports flat wants no position left.
         if signal.action is Action.CLOSE and explicit is not None:
-            return exit_decision(explicit)
-        return exit_decision(abs(position))
+            return exit_verdict(explicit)
+        return exit_verdict(abs(position))
 
     action_side = Side.LONG if signal.action is Action.BUY else Side.SHORT
     target_side = Side.LONG if target is MarketPosition.LONG else Side.SHORT
@@ -205,7 +207,7 @@ def evaluate(signal: Signal, settings: RiskSettings, state: RiskState, *, multip
                 "A partial exit needs a quantity: send contracts with the alert or set an add position size.",
                 Move.REDUCE,
             )
-        return exit_decision(explicit if explicit is not None else settings.add_position_size * multiplier)
+        return exit_verdict(explicit if explicit is not None else settings.add_position_size * multiplier)
 
     if side_now is None:
         move = Move.OPEN
@@ -216,9 +218,9 @@ def evaluate(signal: Signal, settings: RiskSettings, state: RiskState, *, multip
 
     held = side_now.value if side_now else "flat"
 
-    def refuse_entry(reason: str, new_state: RiskState = state) -> Decision:
+    def refuse_entry(reason: str, new_state: RiskState = state) -> Verdict:
         if move is Move.REVERSE:
-            return exit_decision(abs(position), (f"Closed the {held} position only. {reason}",), new_state)
+            return exit_verdict(abs(position), (f"Closed the {held} position only. {reason}",), new_state)
         return refuse(reason, move, new_state)
 
     quantity, size_refusal = _entry_size(signal, settings, move, explicit, multiplier)
@@ -268,7 +270,7 @@ def evaluate(signal: Signal, settings: RiskSettings, state: RiskState, *, multip
     stored = replace(
         counted, position=after, last_signal_at=moment, signals_this_session=counted.signals_this_session + 1
     )
-    return Decision(True, "", move, quantity, quantity, exit_quantity, position, after, stored, notes)
+    return Verdict(True, "", move, quantity, quantity, exit_quantity, position, after, stored, notes)
 
 
 def auto_flat_due(now: datetime, settings: RiskSettings, position: int) -> bool:

@@ -103,7 +103,7 @@ class Side(StrEnum):
 
 
 class Move(StrEnum):
-    """The kind of change a decision makes to a position."""
+    """The kind of change a verdict makes to a position."""
 
     OPEN = "open"
     ADD = "add"

@@ -23,14 +23,14 @@ from trading.plans import (
     merge_plan_settings,
     plan_add,
     plan_close,
-    plan_for_decision,
+    plan_for_verdict,
     plan_open,
     plan_protection,
     plan_reduce,
     plan_reverse,
     replan_after_average_down,
 )
-from trading.risk import RiskSettings, RiskState, Side, Signal, evaluate
+from trading.risk import RiskSettings, RiskState, Side, SignalInput, evaluate
 from trading.symbols import CONTRACTS, ContractInfo, OffsetUnit, is_on_tick
 
 ES = CONTRACTS["ES"]
@@ -415,15 +415,15 @@ def test_after_an_average_down_exits_follow_the_new_average_rounded_to_the_tick(
     assert plan.with_role(OrderRole.ENTRY) == ()
 
 
-def test_plans_follow_risk_decisions() -> None:
+def test_plans_follow_risk_verdicts() -> None:
     moment = datetime(2026, 3, 10, 10, tzinfo=ZoneInfo("America/Chicago"))
     plan_settings = PlanSettings(tp_targets=[{"value": 8}], sl_enabled=True, sl_amount=8)
 
     def plan_for(action: str, position: int, **fields: object) -> OrderPlan:
-        signal = Signal(action=action, received_at=moment, **fields)  # type: ignore[arg-type]
-        decision = evaluate(signal, RiskSettings(), RiskState(position=position))
-        return plan_for_decision(
-            decision,
+        signal = SignalInput(action=action, received_at=moment, **fields)  # type: ignore[arg-type]
+        verdict = evaluate(signal, RiskSettings(), RiskState(position=position))
+        return plan_for_verdict(
+            verdict,
             entry_price=Decimal(4500),
             average_price=Decimal(4490),
             contract=ES,
@@ -440,12 +440,12 @@ def test_plans_follow_risk_decisions() -> None:
 
 def test_planning_an_add_without_the_average_price_is_an_error() -> None:
     moment = datetime(2026, 3, 10, 10, tzinfo=ZoneInfo("America/Chicago"))
-    decision = evaluate(Signal(action="buy", received_at=moment), RiskSettings(), RiskState(position=1))
+    verdict = evaluate(SignalInput(action="buy", received_at=moment), RiskSettings(), RiskState(position=1))
     with pytest.raises(ValueError, match="average price"):
-        plan_for_decision(decision, entry_price=Decimal(4500), contract=ES, settings=PlanSettings())
-    opening = evaluate(Signal(action="buy", received_at=moment), RiskSettings(), RiskState())
+        plan_for_verdict(verdict, entry_price=Decimal(4500), contract=ES, settings=PlanSettings())
+    opening = evaluate(SignalInput(action="buy", received_at=moment), RiskSettings(), RiskState())
     with pytest.raises(ValueError, match="entry price"):
-        plan_for_decision(opening, contract=ES, settings=PlanSettings())
+        plan_for_verdict(opening, contract=ES, settings=PlanSettings())
 
 
 # Settings and validation
