@@ -13,7 +13,7 @@ small pure library whose callers should not care which module a name lives in. M
     planning -> trading.risk (the verdict being planned)
 """
 
-from trading.plans.enums import OrderAction, OrderRole, OrderType, StopType
+from trading.plans.enums import IntentAction, IntentRole, IntentType, StopKind
 from trading.plans.intents import OrderIntent, OrderPlan
 from trading.plans.planning import (
     blended_average,
@@ -31,13 +31,13 @@ from trading.plans.settings import PLAN_FIELDS, PlanSettings, TakeProfitTarget, 
 
 __all__ = [
     "PLAN_FIELDS",
-    "OrderAction",
+    "IntentAction",
+    "IntentRole",
+    "IntentType",
     "OrderIntent",
     "OrderPlan",
-    "OrderRole",
-    "OrderType",
     "PlanSettings",
-    "StopType",
+    "StopKind",
     "TakeProfitTarget",
     "allocate_trims",
     "blended_average",

@@ -7,8 +7,8 @@ from enum import StrEnum
 from trading.risk import Side
 
 
-class OrderRole(StrEnum):
-    """Why an order exists."""
+class IntentRole(StrEnum):
+    """Why an intended order exists; its value is what Order.Role stores."""
 
     ENTRY = "entry"
     TAKE_PROFIT = "take_profit"
@@ -17,15 +17,15 @@ class OrderRole(StrEnum):
     EXIT = "exit"
 
 
-class OrderAction(StrEnum):
-    """Order side, spelled as Tradovate spells it."""
+class IntentAction(StrEnum):
+    """An intended order's side, spelled as Tradovate spells it; its value is what Order.Action stores."""
 
     BUY = "Buy"
     SELL = "Sell"
 
 
-class OrderType(StrEnum):
-    """Order types the plans use, spelled as Tradovate spells them."""
+class IntentType(StrEnum):
+    """Order types the plans use, spelled as Tradovate spells them; the values Order.Type stores."""
 
     MARKET = "Market"
     LIMIT = "Limit"
@@ -33,15 +33,15 @@ class OrderType(StrEnum):
     TRAILING_STOP = "TrailingStop"
 
 
-class StopType(StrEnum):
-    """A stop loss that stays put or trails the price."""
+class StopKind(StrEnum):
+    """A stop loss that stays put or trails the price; the values models.StopType stores."""
 
     FIXED = "fixed"
     TRAILING = "trailing"
 
     @classmethod
-    def parse(cls, value: StopType | str) -> StopType:
-        """Return the stop type for `fixed` or `trailing` (any case)."""
+    def parse(cls, value: StopKind | str) -> StopKind:
+        """Return the stop kind for `fixed` or `trailing` (any case)."""
         if isinstance(value, cls):
             return value
         try:
@@ -50,11 +50,11 @@ class StopType(StrEnum):
             raise ValueError(f"Unknown stop loss type {value!r}: use fixed or trailing.") from None
 
 
-def entry_action(side: Side) -> OrderAction:
+def entry_action(side: Side) -> IntentAction:
     """Return the order side that enters a position on `side`."""
-    return OrderAction.BUY if side is Side.LONG else OrderAction.SELL
+    return IntentAction.BUY if side is Side.LONG else IntentAction.SELL
 
 
-def exit_action(side: Side) -> OrderAction:
+def exit_action(side: Side) -> IntentAction:
     """Return the order side that exits a position on `side`."""
-    return OrderAction.SELL if side is Side.LONG else OrderAction.BUY
+    return IntentAction.SELL if side is Side.LONG else IntentAction.BUY

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from trading.plans.enums import OrderAction, OrderRole, OrderType
+from trading.plans.enums import IntentAction, IntentRole, IntentType
 from trading.plans.values import contract_count
 
 
@@ -14,9 +14,9 @@ from trading.plans.values import contract_count
 class OrderIntent:
     """One order to place; prices are absolute and on the tick grid, trail_distance is in points."""
 
-    role: OrderRole
-    action: OrderAction
-    order_type: OrderType
+    role: IntentRole
+    action: IntentAction
+    order_type: IntentType
     quantity: int
     price: Decimal | None = None  # limit price
     stop_price: Decimal | None = None  # trigger of a stop, first trigger of a trailing stop
@@ -27,10 +27,10 @@ class OrderIntent:
     def __post_init__(self) -> None:
         contract_count(self.quantity, name="An order's quantity")
         needs = {
-            OrderType.MARKET: (False, False, False),
-            OrderType.LIMIT: (True, False, False),
-            OrderType.STOP: (False, True, False),
-            OrderType.TRAILING_STOP: (False, True, True),
+            IntentType.MARKET: (False, False, False),
+            IntentType.LIMIT: (True, False, False),
+            IntentType.STOP: (False, True, False),
+            IntentType.TRAILING_STOP: (False, True, True),
         }[self.order_type]
         for needed, name in zip(needs, ("price", "stop_price", "trail_distance"), strict=True):
             if needed != (getattr(self, name) is not None):
@@ -64,10 +64,10 @@ class OrderPlan:
         entry, legs = group[0], group[1:]
         roles = {leg.role for leg in legs}
         if (
-            entry.role is not OrderRole.ENTRY
+            entry.role is not IntentRole.ENTRY
             or not legs
             or len(roles) != len(legs)
-            or not roles <= {OrderRole.TAKE_PROFIT, OrderRole.STOP_LOSS}
+            or not roles <= {IntentRole.TAKE_PROFIT, IntentRole.STOP_LOSS}
             or any(leg.quantity != entry.quantity for leg in legs)
         ):
             raise ValueError(
@@ -82,24 +82,24 @@ class OrderPlan:
                 return intent
         raise KeyError(key)
 
-    def with_role(self, role: OrderRole) -> tuple[OrderIntent, ...]:
+    def with_role(self, role: IntentRole) -> tuple[OrderIntent, ...]:
         """Return the intents of one role, in plan order."""
         return tuple(intent for intent in self.intents if intent.role is role)
 
     @property
     def entries(self) -> tuple[OrderIntent, ...]:
         """Return the entry orders: one, or one per take-profit pair when several targets split it."""
-        return self.with_role(OrderRole.ENTRY)
+        return self.with_role(IntentRole.ENTRY)
 
     @property
     def take_profits(self) -> tuple[OrderIntent, ...]:
         """Return the take-profit limit orders."""
-        return self.with_role(OrderRole.TAKE_PROFIT)
+        return self.with_role(IntentRole.TAKE_PROFIT)
 
     @property
     def stops(self) -> tuple[OrderIntent, ...]:
         """Return the stop-loss orders (one per take-profit pair, or one for the whole position)."""
-        return self.with_role(OrderRole.STOP_LOSS)
+        return self.with_role(IntentRole.STOP_LOSS)
 
     def bracket_of(self, key: str) -> tuple[str, ...] | None:
         """Return the bracket group holding this key, if any."""

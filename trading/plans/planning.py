@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from trading.plans.enums import OrderRole, OrderType, entry_action, exit_action
+from trading.plans.enums import IntentRole, IntentType, entry_action, exit_action
 from trading.plans.intents import OrderIntent, OrderPlan
 from trading.plans.protection import average_down_orders, bracketed_entries, exit_groups
 from trading.plans.settings import PlanSettings
@@ -153,7 +153,7 @@ def plan_add(
         settings=settings,
         multiplier=multiplier,
     )
-    entry = OrderIntent(OrderRole.ENTRY, entry_action(side), OrderType.MARKET, quantity, key="entry")
+    entry = OrderIntent(IntentRole.ENTRY, entry_action(side), IntentType.MARKET, quantity, key="entry")
     return OrderPlan((entry, *protection.intents), (), True, protection.notes)
 
 
@@ -172,7 +172,7 @@ def plan_reduce(
     held = contract_count(position_quantity, name="The position's quantity")
     if quantity >= held:
         return plan_close(position=held * side.sign)
-    exit_order = OrderIntent(OrderRole.EXIT, exit_action(side), OrderType.MARKET, quantity, key="exit")
+    exit_order = OrderIntent(IntentRole.EXIT, exit_action(side), IntentType.MARKET, quantity, key="exit")
     protection = plan_protection(
         side=side,
         quantity=held - quantity,
@@ -190,7 +190,7 @@ def plan_close(*, position: int) -> OrderPlan:
     side = Side.of(position)
     if side is None:
         return OrderPlan((), (), True, ("The position is already flat: only working orders are cancelled.",))
-    exit_order = OrderIntent(OrderRole.EXIT, exit_action(side), OrderType.MARKET, abs(position), key="exit")
+    exit_order = OrderIntent(IntentRole.EXIT, exit_action(side), IntentType.MARKET, abs(position), key="exit")
     return OrderPlan((exit_order,), (), True)
 
 
@@ -215,7 +215,7 @@ def plan_reverse(
         settings=settings,
         multiplier=multiplier,
     )
-    exit_order = OrderIntent(OrderRole.EXIT, exit_action(side), OrderType.MARKET, abs(position), key="exit")
+    exit_order = OrderIntent(IntentRole.EXIT, exit_action(side), IntentType.MARKET, abs(position), key="exit")
     return OrderPlan((exit_order, *opened.intents), opened.brackets, True, opened.notes)
 
 

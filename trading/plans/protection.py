@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from trading.plans.enums import OrderRole, OrderType, StopType, entry_action, exit_action
+from trading.plans.enums import IntentRole, IntentType, StopKind, entry_action, exit_action
 from trading.plans.intents import OrderIntent
 from trading.plans.settings import PlanSettings, TakeProfitTarget
 from trading.plans.values import contract_count
@@ -82,13 +82,13 @@ def exit_groups(
     if settings.places_stop:
         distance = _stop_distance(settings, contract, reference, quantity, notes)
         stop_price = _beyond(reference, distance, -side.sign, tick)
-        if settings.sl_type is StopType.TRAILING:
+        if settings.sl_type is StopKind.TRAILING:
             trail = max(tick, round_to_tick(distance, tick, "up"))
 
     def stop(key: str, contracts: int, oco: str = "") -> OrderIntent:
-        order_type = OrderType.STOP if trail is None else OrderType.TRAILING_STOP
+        order_type = IntentType.STOP if trail is None else IntentType.TRAILING_STOP
         return OrderIntent(
-            OrderRole.STOP_LOSS, closing_action, order_type, contracts, None, stop_price, trail, key, oco
+            IntentRole.STOP_LOSS, closing_action, order_type, contracts, None, stop_price, trail, key, oco
         )
 
     groups: list[tuple[OrderIntent, ...]] = []
@@ -102,9 +102,9 @@ def exit_groups(
         price = _beyond(reference, distance, side.sign, tick)
         oco = f"exit{number}" if stop_price is not None else ""
         take_profit = OrderIntent(
-            OrderRole.TAKE_PROFIT,
+            IntentRole.TAKE_PROFIT,
             closing_action,
-            OrderType.LIMIT,
+            IntentType.LIMIT,
             contracts,
             price,
             key=f"tp{number}",
@@ -138,7 +138,9 @@ def average_down_orders(
     price = _beyond(reference, distance, -side.sign, contract.tick_size)
     contracts = settings.avg_down_amount * multiplier
     return [
-        OrderIntent(OrderRole.AVERAGE_DOWN, entry_action(side), OrderType.LIMIT, contracts, price, key="avg1")
+        OrderIntent(
+            IntentRole.AVERAGE_DOWN, entry_action(side), IntentType.LIMIT, contracts, price, key="avg1"
+        )
     ]
 
 
@@ -153,12 +155,12 @@ def bracketed_entries(
     """
     action = entry_action(side)
     if not exits:
-        return [OrderIntent(OrderRole.ENTRY, action, OrderType.MARKET, quantity, key="entry")], ()
+        return [OrderIntent(IntentRole.ENTRY, action, IntentType.MARKET, quantity, key="entry")], ()
     intents: list[OrderIntent] = []
     brackets: list[tuple[str, ...]] = []
     for number, group in enumerate(exits, start=1):
         key = "entry" if len(exits) == 1 else f"entry{number}"
-        entry = OrderIntent(OrderRole.ENTRY, action, OrderType.MARKET, group[0].quantity, key=key)
+        entry = OrderIntent(IntentRole.ENTRY, action, IntentType.MARKET, group[0].quantity, key=key)
         intents += [entry, *group]
         brackets.append((key, *(intent.key for intent in group)))
     return intents, tuple(brackets)

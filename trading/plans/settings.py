@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
-from trading.plans.enums import StopType
+from trading.plans.enums import StopKind
 from trading.plans.values import contract_count
 from trading.symbols import OffsetUnit, to_decimal
 
@@ -46,7 +46,7 @@ class PlanSettings:
     sl_enabled: bool = False
     sl_amount: Decimal = Decimal(0)  # 0 places no stop, leaving exits to the strategy's alerts
     sl_units: OffsetUnit = OffsetUnit.TICKS
-    sl_type: StopType = StopType.FIXED
+    sl_type: StopKind = StopKind.FIXED
     avg_down_enabled: bool = False
     avg_down_amount: int = 0  # contracts
     avg_down_point: Decimal = Decimal(0)  # distance from the entry
@@ -63,7 +63,7 @@ class PlanSettings:
         if isinstance(targets, Mapping) or not isinstance(targets, Iterable):
             raise ValueError(f"Take-profit targets must be a list, not {targets!r}.")
         object.__setattr__(self, "tp_targets", tuple(TakeProfitTarget.parse(item) for item in targets))
-        object.__setattr__(self, "sl_type", StopType.parse(self.sl_type))
+        object.__setattr__(self, "sl_type", StopKind.parse(self.sl_type))
         for name in ("sl_enabled", "avg_down_enabled"):
             object.__setattr__(self, name, bool(getattr(self, name)))
         for name, label in (("sl_amount", "stop loss amount"), ("avg_down_point", "average-down distance")):

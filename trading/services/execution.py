@@ -367,7 +367,7 @@ def _create_orders(
         rows: dict[str, Order] = {}
         for sequence, intent in enumerate(outcome.plan.intents):
             full_exit = (
-                intent.role is plans.OrderRole.EXIT and intent.quantity >= abs(outcome.position_before) > 0
+                intent.role is plans.IntentRole.EXIT and intent.quantity >= abs(outcome.position_before) > 0
             )
             row = Order(
                 decision=decision,

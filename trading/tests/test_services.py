@@ -14,7 +14,7 @@ from django.db import connection
 from trading import selectors
 from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, ContractSpec, Recorder, RecorderTrade
-from trading.plans import StopType, TakeProfitTarget
+from trading.plans import StopKind, TakeProfitTarget
 from trading.risk import Direction, SignalInput
 from trading.services.broker_accounts import (
     broker_account_create,
@@ -315,7 +315,7 @@ def test_recorder_settings_map_onto_the_risk_and_plan_dataclasses():
     assert risk.timezone == "America/Chicago"
     plan = selectors.recorder_plan_settings(recorder)
     assert plan.sl_units is OffsetUnit.DOLLARS
-    assert plan.sl_type is StopType.TRAILING
+    assert plan.sl_type is StopKind.TRAILING
     assert plan.tp_targets == (TakeProfitTarget(Decimal(4), 1), TakeProfitTarget(Decimal(8), None))
 
 
