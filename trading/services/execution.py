@@ -122,27 +122,27 @@ def _decision_execute_one(decision_id: int, now: datetime) -> str:
 
 
 @dataclass
-class _AccountVerdict:
+class _AccountOutcome:
     link: TraderSubAccount
-    decision: risk.Decision | None
+    verdict: risk.Verdict | None
     plan: plans.OrderPlan | None
     reason: str = ""
     position_before: int = 0
 
     def as_detail(self) -> dict[str, Any]:
         subaccount = self.link.subaccount
-        decided = self.decision
+        verdict = self.verdict
         return {
             "account_id": subaccount.broker_id,
             "account_name": subaccount.name,
             "multiplier": self.link.multiplier,
-            "allowed": bool(decided and decided.allowed and self.plan is not None),
+            "allowed": bool(verdict and verdict.allowed and self.plan is not None),
             "reason": self.reason,
-            "move": decided.move.value if decided and decided.move else "",
-            "quantity": decided.quantity if decided and decided.allowed else 0,
+            "move": verdict.move.value if verdict and verdict.move else "",
+            "quantity": verdict.quantity if verdict and verdict.allowed else 0,
             "position_before": self.position_before,
-            "position_after": decided.position_after if decided and decided.allowed else self.position_before,
-            "notes": [*(decided.notes if decided else ()), *(self.plan.notes if self.plan else ())],
+            "position_after": verdict.position_after if verdict and verdict.allowed else self.position_before,
+            "notes": [*(verdict.notes if verdict else ()), *(self.plan.notes if self.plan else ())],
             "cancel_working": bool(self.plan and self.plan.cancel_working_orders),
         }
 
@@ -237,10 +237,10 @@ def decision_plan(decision: Decision, token: uuid.UUID, now: datetime) -> bool:
             session=key,
         )
         incoming = risk_signal(signal)
-        verdicts: list[_AccountVerdict] = []
+        outcomes: list[_AccountOutcome] = []
         for link in links:
             quantity, avg_price = positions[link.subaccount.broker_id]
-            verdicts.append(
+            outcomes.append(
                 _judge_account(
                     incoming,
                     settings_,
@@ -253,7 +253,7 @@ def decision_plan(decision: Decision, token: uuid.UUID, now: datetime) -> bool:
                     entry_price,
                 )
             )
-        first = verdicts[0].decision
+        first = outcomes[0].verdict
         if first is not None:
             stored = first.state
             state_row.last_signal_at = stored.last_signal_at
@@ -261,14 +261,14 @@ def decision_plan(decision: Decision, token: uuid.UUID, now: datetime) -> bool:
             state_row.signal_count = stored.signal_count
             state_row.session = stored.session
             state_row.save()
-        orders = _create_orders(decision, verdicts, symbol=recorder.symbol, root=root)
-        details = [verdict.as_detail() for verdict in verdicts]
+        orders = _create_orders(decision, outcomes, symbol=recorder.symbol, root=root)
+        details = [outcome.as_detail() for outcome in outcomes]
         allowed = [
-            verdict for verdict in verdicts if verdict.decision and verdict.decision.allowed and verdict.plan
+            outcome for outcome in outcomes if outcome.verdict and outcome.verdict.allowed and outcome.plan
         ]
-        move = allowed[0].decision.move.value if allowed and allowed[0].decision.move else ""  # type: ignore[union-attr]
-        quantity = sum(verdict.decision.quantity for verdict in allowed)  # type: ignore[union-attr]
-        reason = _summary_reason(verdicts)
+        move = allowed[0].verdict.move.value if allowed and allowed[0].verdict.move else ""  # type: ignore[union-attr]
+        quantity = sum(outcome.verdict.quantity for outcome in allowed)  # type: ignore[union-attr]
+        reason = _summary_reason(outcomes)
         if orders:
             Decision.objects.filter(pk=decision.pk).update(
                 decided_at=timezone.now(), details=details, move=move, quantity=quantity, reason=reason
@@ -281,9 +281,9 @@ def decision_plan(decision: Decision, token: uuid.UUID, now: datetime) -> bool:
             )
             decision.reason = reason
             return True
-        if any(verdict.decision is None for verdict in verdicts):
+        if any(outcome.verdict is None for outcome in outcomes):
             status = Decision.Status.FAILED
-        elif all(not verdict.decision.allowed for verdict in verdicts):  # type: ignore[union-attr]
+        elif all(not outcome.verdict.allowed for outcome in outcomes):  # type: ignore[union-attr]
             status = Decision.Status.REFUSED
         else:
             status = Decision.Status.NOTHING
@@ -291,11 +291,11 @@ def decision_plan(decision: Decision, token: uuid.UUID, now: datetime) -> bool:
         return False
 
 
-def _summary_reason(verdicts: Sequence[_AccountVerdict]) -> str:
-    reasons = [(verdict.link.subaccount.name, verdict.reason) for verdict in verdicts if verdict.reason]
+def _summary_reason(outcomes: Sequence[_AccountOutcome]) -> str:
+    reasons = [(outcome.link.subaccount.name, outcome.reason) for outcome in outcomes if outcome.reason]
     if not reasons:
         return ""
-    if len(verdicts) == 1 or len({reason for _, reason in reasons}) == 1:
+    if len(outcomes) == 1 or len({reason for _, reason in reasons}) == 1:
         return reasons[0][1]
     return " ".join(f"{name}: {reason}" for name, reason in reasons)
 
@@ -308,7 +308,7 @@ def _trader_session_pnl(trader_id: int, key) -> Decimal:
 
 
 def _judge_account(
-    signal: risk.Signal,
+    signal: risk.SignalInput,
     settings_: risk.RiskSettings,
     plan_settings: plans.PlanSettings,
     contract,
@@ -317,7 +317,7 @@ def _judge_account(
     quantity: int,
     avg_price: Decimal | None,
     entry_price: Decimal | None,
-) -> _AccountVerdict:
+) -> _AccountOutcome:
     """Run the trader's filters and plan for one sub-account."""
     state = risk.RiskState(
         position=quantity,
@@ -328,14 +328,14 @@ def _judge_account(
         session=state.session,
     )
     try:
-        decided = risk.evaluate(signal, settings_, state, multiplier=link.multiplier)
+        verdict = risk.evaluate(signal, settings_, state, multiplier=link.multiplier)
     except ValueError as error:
-        return _AccountVerdict(link, None, None, f"The signal cannot be judged: {error}", quantity)
-    if not decided.allowed:
-        return _AccountVerdict(link, decided, None, decided.reason, quantity)
+        return _AccountOutcome(link, None, None, f"The signal cannot be judged: {error}", quantity)
+    if not verdict.allowed:
+        return _AccountOutcome(link, verdict, None, verdict.reason, quantity)
     try:
-        plan = plans.plan_for_decision(
-            decided,
+        plan = plans.plan_for_verdict(
+            verdict,
             contract=contract,
             settings=plan_settings,
             entry_price=entry_price,
@@ -343,31 +343,31 @@ def _judge_account(
             multiplier=link.multiplier,
         )
     except ValueError as error:
-        if entry_price is None and decided.entry_quantity:
+        if entry_price is None and verdict.entry_quantity:
             reason = (
                 f"No price is known for {contract.root}: send the price with the alert "
                 '("price": {{close}}) so the entry, take-profit and stop prices can be set.'
             )
         else:
             reason = f"No orders could be planned: {error}"
-        return _AccountVerdict(link, None, None, reason, quantity)
-    return _AccountVerdict(link, decided, plan, "; ".join(decided.notes), quantity)
+        return _AccountOutcome(link, None, None, reason, quantity)
+    return _AccountOutcome(link, verdict, plan, "; ".join(verdict.notes), quantity)
 
 
 def _create_orders(
-    decision: Decision, verdicts: Sequence[_AccountVerdict], *, symbol: str, root: str
+    decision: Decision, outcomes: Sequence[_AccountOutcome], *, symbol: str, root: str
 ) -> list[Order]:
     """Store every planned order with a fresh client id, before anything is sent."""
     created: list[Order] = []
     trader = decision.trader
-    for verdict in verdicts:
-        if verdict.plan is None or verdict.decision is None:
+    for outcome in outcomes:
+        if outcome.plan is None or outcome.verdict is None:
             continue
-        subaccount = verdict.link.subaccount
+        subaccount = outcome.link.subaccount
         rows: dict[str, Order] = {}
-        for sequence, intent in enumerate(verdict.plan.intents):
+        for sequence, intent in enumerate(outcome.plan.intents):
             full_exit = (
-                intent.role is plans.OrderRole.EXIT and intent.quantity >= abs(verdict.position_before) > 0
+                intent.role is plans.IntentRole.EXIT and intent.quantity >= abs(outcome.position_before) > 0
             )
             row = Order(
                 decision=decision,
@@ -393,7 +393,7 @@ def _create_orders(
                 stop_price=intent.stop_price,
                 trail_distance=intent.trail_distance,
             )
-            bracket = verdict.plan.bracket_of(intent.key)
+            bracket = outcome.plan.bracket_of(intent.key)
             if bracket and intent.key != bracket[0]:
                 row.bracket_entry = rows[bracket[0]]
             row.save(force_insert=True)

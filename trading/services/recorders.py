@@ -23,10 +23,10 @@ from trading.models import (
 from trading.plans import TakeProfitTarget
 from trading.risk import (
     Action,
-    Decision,
     RecorderBook,
     RiskState,
-    Signal,
+    SignalInput,
+    Verdict,
     evaluate,
 )
 from trading.risk import session_key as trading_day
@@ -282,20 +282,20 @@ def _store_state(row: RecorderPosition, state: RiskState) -> None:
     )
 
 
-def recorder_signal_evaluate(*, recorder: Recorder, signal: Signal, source_key: str = "") -> Decision:
+def recorder_signal_evaluate(*, recorder: Recorder, signal: SignalInput, source_key: str = "") -> Verdict:
     """Run the recorder's own filters on a signal; store their counters and, when recording, its fill."""
-    # The whole step holds the recorder's row lock. The book moves to the decision's position at the signal's
+    # The whole step holds the recorder's row lock. The book moves to the verdict's position at the signal's
     # price (a signal without a price is judged but moves no book). The caller claims the signal first:
     # running this twice for one signal counts it twice.
     settings = recorder_risk_settings(recorder)
     contract = contract_for_symbol(recorder.symbol) if recorder.recording_enabled else None
     with transaction.atomic():
         row = _locked_position(recorder)
-        decision = evaluate(signal, settings, position_risk_state(row, at=signal.received_at))
-        _store_state(row, decision.state)
-        if decision.allowed and contract is not None and signal.price is not None and signal.price > 0:
-            # Toward the decision's position, not by its delta: a book that missed a signal catches up.
-            signed = decision.position_after - row.quantity
+        verdict = evaluate(signal, settings, position_risk_state(row, at=signal.received_at))
+        _store_state(row, verdict.state)
+        if verdict.allowed and contract is not None and signal.price is not None and signal.price > 0:
+            # Toward the verdict's position, not by its delta: a book that missed a signal catches up.
+            signed = verdict.position_after - row.quantity
             if signed:
                 _apply_fill(
                     row,
@@ -305,7 +305,7 @@ def recorder_signal_evaluate(*, recorder: Recorder, signal: Signal, source_key: 
                     contract=contract,
                     source_key=source_key,
                 )
-    return decision
+    return verdict
 
 
 def recorder_reset_performance(*, recorder: Recorder) -> None:

@@ -234,9 +234,9 @@ def signal_staleness(signal: Signal, max_age_seconds: int, now: datetime) -> str
     )
 
 
-def risk_signal(signal: Signal) -> risk.Signal:
+def risk_signal(signal: Signal) -> risk.SignalInput:
     """Return the signal as the risk engine sees it."""
-    return risk.Signal(
+    return risk.SignalInput(
         action=signal.action,
         received_at=signal.received_at,
         quantity=signal.quantity,

@@ -10,27 +10,27 @@ from hypothesis import strategies as st
 
 from trading.plans import (
     PLAN_FIELDS,
-    OrderAction,
+    IntentAction,
+    IntentRole,
+    IntentType,
     OrderIntent,
     OrderPlan,
-    OrderRole,
-    OrderType,
     PlanSettings,
-    StopType,
+    StopKind,
     TakeProfitTarget,
     allocate_trims,
     blended_average,
     merge_plan_settings,
     plan_add,
     plan_close,
-    plan_for_decision,
+    plan_for_verdict,
     plan_open,
     plan_protection,
     plan_reduce,
     plan_reverse,
     replan_after_average_down,
 )
-from trading.risk import RiskSettings, RiskState, Side, Signal, evaluate
+from trading.risk import RiskSettings, RiskState, Side, SignalInput, evaluate
 from trading.symbols import CONTRACTS, ContractInfo, OffsetUnit, is_on_tick
 
 ES = CONTRACTS["ES"]
@@ -54,20 +54,20 @@ def test_an_open_with_one_target_and_a_stop_is_one_bracket() -> None:
     )
     entry, take_profit, stop = plan.intents
     assert (entry.role, entry.action, entry.order_type, entry.quantity) == (
-        OrderRole.ENTRY,
-        OrderAction.BUY,
-        OrderType.MARKET,
+        IntentRole.ENTRY,
+        IntentAction.BUY,
+        IntentType.MARKET,
         2,
     )
     assert (take_profit.action, take_profit.order_type, take_profit.price, take_profit.quantity) == (
-        OrderAction.SELL,
-        OrderType.LIMIT,
+        IntentAction.SELL,
+        IntentType.LIMIT,
         Decimal("4502.00"),
         2,
     )
     assert (stop.action, stop.order_type, stop.stop_price, stop.quantity) == (
-        OrderAction.SELL,
-        OrderType.STOP,
+        IntentAction.SELL,
+        IntentType.STOP,
         Decimal("4497.00"),
         2,
     )
@@ -88,17 +88,17 @@ def test_several_targets_get_one_stop_each_so_a_partial_fill_never_leaves_too_la
         ("tp3", 3, Decimal("4494.00")),
     ]
     assert [(sl.key, sl.quantity, sl.stop_price, sl.action) for sl in plan.stops] == [
-        ("sl1", 1, Decimal("4502.50"), OrderAction.BUY),
-        ("sl2", 1, Decimal("4502.50"), OrderAction.BUY),
-        ("sl3", 3, Decimal("4502.50"), OrderAction.BUY),
+        ("sl1", 1, Decimal("4502.50"), IntentAction.BUY),
+        ("sl2", 1, Decimal("4502.50"), IntentAction.BUY),
+        ("sl3", 3, Decimal("4502.50"), IntentAction.BUY),
     ]
     assert {tp.oco for tp in plan.take_profits} == {sl.oco for sl in plan.stops}
     # A bracket's exits take its entry's quantity, so the entry is split: one bracket per target, each
     # contract protected by its own pair the moment it fills.
     assert [(entry.key, entry.action, entry.quantity) for entry in plan.entries] == [
-        ("entry1", OrderAction.SELL, 1),
-        ("entry2", OrderAction.SELL, 1),
-        ("entry3", OrderAction.SELL, 3),
+        ("entry1", IntentAction.SELL, 1),
+        ("entry2", IntentAction.SELL, 1),
+        ("entry3", IntentAction.SELL, 3),
     ]
     assert plan.brackets == (("entry1", "tp1", "sl1"), ("entry2", "tp2", "sl2"), ("entry3", "tp3", "sl3"))
     assert [intent.key for intent in plan.intents] == [
@@ -138,10 +138,10 @@ def test_several_targets_without_a_stop_still_split_the_entry_into_brackets() ->
 )
 def test_a_bracket_that_tradovate_could_not_carry_is_refused(groups: tuple) -> None:
     intents = (
-        OrderIntent(OrderRole.ENTRY, OrderAction.BUY, OrderType.MARKET, 2, key="entry"),
-        OrderIntent(OrderRole.TAKE_PROFIT, OrderAction.SELL, OrderType.LIMIT, 2, Decimal(1), key="tp1"),
-        OrderIntent(OrderRole.TAKE_PROFIT, OrderAction.SELL, OrderType.LIMIT, 2, Decimal(2), key="tp2"),
-        OrderIntent(OrderRole.STOP_LOSS, OrderAction.SELL, OrderType.STOP, 2, None, Decimal(1), key="sl1"),
+        OrderIntent(IntentRole.ENTRY, IntentAction.BUY, IntentType.MARKET, 2, key="entry"),
+        OrderIntent(IntentRole.TAKE_PROFIT, IntentAction.SELL, IntentType.LIMIT, 2, Decimal(1), key="tp1"),
+        OrderIntent(IntentRole.TAKE_PROFIT, IntentAction.SELL, IntentType.LIMIT, 2, Decimal(2), key="tp2"),
+        OrderIntent(IntentRole.STOP_LOSS, IntentAction.SELL, IntentType.STOP, 2, None, Decimal(1), key="sl1"),
     )
     with pytest.raises(ValueError, match=r"[Bb]racket"):
         OrderPlan(intents, groups)
@@ -149,8 +149,8 @@ def test_a_bracket_that_tradovate_could_not_carry_is_refused(groups: tuple) -> N
 
 def test_a_bracket_exit_of_another_quantity_than_its_entry_is_refused() -> None:
     intents = (
-        OrderIntent(OrderRole.ENTRY, OrderAction.BUY, OrderType.MARKET, 2, key="entry"),
-        OrderIntent(OrderRole.TAKE_PROFIT, OrderAction.SELL, OrderType.LIMIT, 1, Decimal(1), key="tp1"),
+        OrderIntent(IntentRole.ENTRY, IntentAction.BUY, IntentType.MARKET, 2, key="entry"),
+        OrderIntent(IntentRole.TAKE_PROFIT, IntentAction.SELL, IntentType.LIMIT, 1, Decimal(1), key="tp1"),
     )
     with pytest.raises(ValueError, match="entry's quantity"):
         OrderPlan(intents, (("entry", "tp1"),))
@@ -243,7 +243,7 @@ def test_a_trailing_stop_carries_its_distance_in_points_on_the_grid() -> None:
     )
     stop = plan.stops[0]
     assert (stop.order_type, stop.stop_price, stop.trail_distance) == (
-        OrderType.TRAILING_STOP,
+        IntentType.TRAILING_STOP,
         Decimal("4497.75"),
         Decimal("2.25"),
     )
@@ -286,10 +286,10 @@ def test_average_down_sits_on_the_adverse_side_with_the_entry_action() -> None:
         settings=plan_settings,
         multiplier=3,
     )
-    (average_down,) = long_plan.with_role(OrderRole.AVERAGE_DOWN)
+    (average_down,) = long_plan.with_role(IntentRole.AVERAGE_DOWN)
     assert (average_down.action, average_down.order_type, average_down.price, average_down.quantity) == (
-        OrderAction.BUY,
-        OrderType.LIMIT,
+        IntentAction.BUY,
+        IntentType.LIMIT,
         Decimal("4497.50"),
         6,
     )
@@ -297,7 +297,7 @@ def test_average_down_sits_on_the_adverse_side_with_the_entry_action() -> None:
         side=Side.SHORT, quantity=1, entry_price=Decimal(4500), contract=ES, settings=plan_settings
     )
     assert prices(short_plan)["avg1"] == Decimal("4502.50")
-    assert short_plan.by_key("avg1").action is OrderAction.SELL
+    assert short_plan.by_key("avg1").action is IntentAction.SELL
 
 
 def test_average_down_with_no_distance_places_nothing_and_says_so() -> None:
@@ -305,7 +305,7 @@ def test_average_down_with_no_distance_places_nothing_and_says_so() -> None:
     plan = plan_open(
         side=Side.LONG, quantity=1, entry_price=Decimal(4500), contract=ES, settings=plan_settings
     )
-    assert plan.with_role(OrderRole.AVERAGE_DOWN) == ()
+    assert plan.with_role(IntentRole.AVERAGE_DOWN) == ()
     assert "distance is 0" in plan.notes[0]
 
 
@@ -318,8 +318,12 @@ def test_a_reversal_exits_the_old_side_before_entering_the_new_one() -> None:
         position=3, quantity=2, entry_price=Decimal(4500), contract=ES, settings=plan_settings
     )
     exit_order, entry = plan.intents[:2]
-    assert (exit_order.role, exit_order.action, exit_order.quantity) == (OrderRole.EXIT, OrderAction.SELL, 3)
-    assert (entry.role, entry.action, entry.quantity) == (OrderRole.ENTRY, OrderAction.SELL, 2)
+    assert (exit_order.role, exit_order.action, exit_order.quantity) == (
+        IntentRole.EXIT,
+        IntentAction.SELL,
+        3,
+    )
+    assert (entry.role, entry.action, entry.quantity) == (IntentRole.ENTRY, IntentAction.SELL, 2)
     assert prices(plan) == {
         "exit": None,
         "entry": None,
@@ -333,7 +337,7 @@ def test_a_reversal_exits_the_old_side_before_entering_the_new_one() -> None:
 def test_a_close_is_one_market_exit_that_cancels_working_orders() -> None:
     plan = plan_close(position=-3)
     assert [(i.role, i.action, i.order_type, i.quantity) for i in plan.intents] == [
-        (OrderRole.EXIT, OrderAction.BUY, OrderType.MARKET, 3)
+        (IntentRole.EXIT, IntentAction.BUY, IntentType.MARKET, 3)
     ]
     assert plan.cancel_working_orders
 
@@ -374,8 +378,8 @@ def test_a_reduction_exits_part_and_protects_what_remains() -> None:
         settings=plan_settings,
     )
     assert (plan.intents[0].role, plan.intents[0].action, plan.intents[0].quantity) == (
-        OrderRole.EXIT,
-        OrderAction.BUY,
+        IntentRole.EXIT,
+        IntentAction.BUY,
         2,
     )
     assert [tp.quantity for tp in plan.take_profits] == [1, 1, 1]
@@ -412,18 +416,18 @@ def test_after_an_average_down_exits_follow_the_new_average_rounded_to_the_tick(
     }
     assert [tp.quantity for tp in plan.take_profits] == [1, 2]
     assert plan.cancel_working_orders
-    assert plan.with_role(OrderRole.ENTRY) == ()
+    assert plan.with_role(IntentRole.ENTRY) == ()
 
 
-def test_plans_follow_risk_decisions() -> None:
+def test_plans_follow_risk_verdicts() -> None:
     moment = datetime(2026, 3, 10, 10, tzinfo=ZoneInfo("America/Chicago"))
     plan_settings = PlanSettings(tp_targets=[{"value": 8}], sl_enabled=True, sl_amount=8)
 
     def plan_for(action: str, position: int, **fields: object) -> OrderPlan:
-        signal = Signal(action=action, received_at=moment, **fields)  # type: ignore[arg-type]
-        decision = evaluate(signal, RiskSettings(), RiskState(position=position))
-        return plan_for_decision(
-            decision,
+        signal = SignalInput(action=action, received_at=moment, **fields)  # type: ignore[arg-type]
+        verdict = evaluate(signal, RiskSettings(), RiskState(position=position))
+        return plan_for_verdict(
+            verdict,
             entry_price=Decimal(4500),
             average_price=Decimal(4490),
             contract=ES,
@@ -431,7 +435,7 @@ def test_plans_follow_risk_decisions() -> None:
         )
 
     assert plan_for("buy", 0).brackets == (("entry", "tp1", "sl1"),)
-    assert [i.role for i in plan_for("sell", 2).intents[:2]] == [OrderRole.EXIT, OrderRole.ENTRY]
+    assert [i.role for i in plan_for("sell", 2).intents[:2]] == [IntentRole.EXIT, IntentRole.ENTRY]
     assert plan_for("close", 2) == plan_close(position=2)
     assert plan_for("close", 0) == OrderPlan()  # refused: nothing to close
     assert plan_for("buy", 1).by_key("tp1").quantity == 2
@@ -440,12 +444,12 @@ def test_plans_follow_risk_decisions() -> None:
 
 def test_planning_an_add_without_the_average_price_is_an_error() -> None:
     moment = datetime(2026, 3, 10, 10, tzinfo=ZoneInfo("America/Chicago"))
-    decision = evaluate(Signal(action="buy", received_at=moment), RiskSettings(), RiskState(position=1))
+    verdict = evaluate(SignalInput(action="buy", received_at=moment), RiskSettings(), RiskState(position=1))
     with pytest.raises(ValueError, match="average price"):
-        plan_for_decision(decision, entry_price=Decimal(4500), contract=ES, settings=PlanSettings())
-    opening = evaluate(Signal(action="buy", received_at=moment), RiskSettings(), RiskState())
+        plan_for_verdict(verdict, entry_price=Decimal(4500), contract=ES, settings=PlanSettings())
+    opening = evaluate(SignalInput(action="buy", received_at=moment), RiskSettings(), RiskState())
     with pytest.raises(ValueError, match="entry price"):
-        plan_for_decision(opening, contract=ES, settings=PlanSettings())
+        plan_for_verdict(opening, contract=ES, settings=PlanSettings())
 
 
 # Settings and validation
@@ -468,7 +472,7 @@ def test_plan_settings_read_the_recorder_api_fields_and_overrides_win() -> None:
     merged = merge_plan_settings(recorder, {"sl_amount": 0, "sl_type": None, "tp_targets": []})
     assert (merged.sl_amount, merged.sl_type, merged.tp_targets, merged.tp_units) == (
         0,
-        StopType.FIXED,
+        StopKind.FIXED,
         (),
         OffsetUnit.POINTS,
     )
@@ -496,11 +500,11 @@ def test_invalid_plan_settings_are_refused_with_a_clear_message(fields: dict, me
 
 def test_an_order_intent_must_carry_the_prices_its_type_needs() -> None:
     with pytest.raises(ValueError, match="Limit order needs price"):
-        OrderIntent(OrderRole.TAKE_PROFIT, OrderAction.SELL, OrderType.LIMIT, 1, key="tp1")
+        OrderIntent(IntentRole.TAKE_PROFIT, IntentAction.SELL, IntentType.LIMIT, 1, key="tp1")
     with pytest.raises(ValueError, match="Market order takes no price"):
-        OrderIntent(OrderRole.ENTRY, OrderAction.BUY, OrderType.MARKET, 1, price=Decimal(1), key="entry")
+        OrderIntent(IntentRole.ENTRY, IntentAction.BUY, IntentType.MARKET, 1, price=Decimal(1), key="entry")
     with pytest.raises(ValueError, match="at least 1"):
-        OrderIntent(OrderRole.ENTRY, OrderAction.BUY, OrderType.MARKET, 0, key="entry")
+        OrderIntent(IntentRole.ENTRY, IntentAction.BUY, IntentType.MARKET, 0, key="entry")
 
 
 # Properties over every contract, direction and unit
@@ -532,7 +536,7 @@ def plan_settings_strategy(draw: st.DrawFn) -> PlanSettings:
         sl_enabled=draw(st.booleans()),
         sl_amount=sl_amount,
         sl_units=sl_units,
-        sl_type=draw(st.sampled_from(list(StopType))),
+        sl_type=draw(st.sampled_from(list(StopKind))),
         avg_down_enabled=draw(st.booleans()),
         avg_down_amount=draw(st.integers(0, 5)),
         avg_down_point=draw(distances(avg_units)),
@@ -553,7 +557,7 @@ def assert_plan_is_safe(
     config: PlanSettings,
 ) -> None:
     tick = contract.tick_size
-    exit_action = OrderAction.SELL if side is Side.LONG else OrderAction.BUY
+    exit_action = IntentAction.SELL if side is Side.LONG else IntentAction.BUY
     for intent in plan.intents:
         for price in (intent.price, intent.stop_price, intent.trail_distance):
             assert price is None or is_on_tick(price, tick), (intent, price)
@@ -565,7 +569,7 @@ def assert_plan_is_safe(
     for stop in plan.stops:
         assert stop.action is exit_action
         assert (reference - stop.stop_price) * side.sign > 0
-    for average_down in plan.with_role(OrderRole.AVERAGE_DOWN):
+    for average_down in plan.with_role(IntentRole.AVERAGE_DOWN):
         assert average_down.action is not exit_action
         assert (reference - average_down.price) * side.sign > 0
     if config.tp_targets:
@@ -581,13 +585,13 @@ def assert_plan_is_safe(
         assert plan.stops == ()
     for group in plan.brackets:
         entry = plan.by_key(group[0])
-        assert entry.role is OrderRole.ENTRY
+        assert entry.role is IntentRole.ENTRY
         assert all(plan.by_key(key).quantity == entry.quantity for key in group[1:])
     # What rides with an entry is everything planned to protect it: nothing waits to go out after the fill.
     if plan.entries:
         assert not {intent.role for intent in plan.separate_intents} & {
-            OrderRole.TAKE_PROFIT,
-            OrderRole.STOP_LOSS,
+            IntentRole.TAKE_PROFIT,
+            IntentRole.STOP_LOSS,
         }
 
 
@@ -617,7 +621,7 @@ def test_an_open_plan_is_on_the_grid_with_exits_on_the_right_sides_and_trims_sum
         multiplier=multiplier,
     )
     assert sum(entry.quantity for entry in plan.entries) == quantity
-    assert {entry.order_type for entry in plan.entries} == {OrderType.MARKET}
+    assert {entry.order_type for entry in plan.entries} == {IntentType.MARKET}
     assert_plan_is_safe(plan, side, quantity, entry_price, contract, config)
 
 

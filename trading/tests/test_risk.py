@@ -10,7 +10,6 @@ import pytest
 from trading.risk import (
     RISK_FIELDS,
     Action,
-    Decision,
     Direction,
     MarketPosition,
     Move,
@@ -18,8 +17,9 @@ from trading.risk import (
     RiskSettings,
     RiskState,
     Side,
-    Signal,
+    SignalInput,
     TimeWindow,
+    Verdict,
     auto_flat_due,
     evaluate,
     merge_settings,
@@ -47,8 +47,8 @@ def decide(
     state: RiskState | None = None,
     multiplier: int = 1,
     **signal_fields: object,
-) -> Decision:
-    signal = Signal(action=action, received_at=when, **signal_fields)  # type: ignore[arg-type]
+) -> Verdict:
+    signal = SignalInput(action=action, received_at=when, **signal_fields)  # type: ignore[arg-type]
     return evaluate(signal, settings or RiskSettings(), state or RiskState(), multiplier=multiplier)
 
 
@@ -56,89 +56,87 @@ def decide(
 
 
 def test_a_buy_while_flat_opens_a_long_of_the_initial_size() -> None:
-    decision = decide("buy", settings=RiskSettings(initial_position_size=2))
-    assert decision.allowed
-    assert (decision.move, decision.quantity, decision.position_after) == (Move.OPEN, 2, 2)
-    assert decision.entry_side is Side.LONG
-    assert decision.reason == ""
+    verdict = decide("buy", settings=RiskSettings(initial_position_size=2))
+    assert verdict.allowed
+    assert (verdict.move, verdict.quantity, verdict.position_after) == (Move.OPEN, 2, 2)
+    assert verdict.entry_side is Side.LONG
+    assert verdict.reason == ""
 
 
 def test_a_sell_while_flat_opens_a_short() -> None:
-    decision = decide("short")
-    assert (decision.move, decision.position_after, decision.entry_side) == (Move.OPEN, -1, Side.SHORT)
+    verdict = decide("short")
+    assert (verdict.move, verdict.position_after, verdict.entry_side) == (Move.OPEN, -1, Side.SHORT)
 
 
 def test_an_explicit_quantity_replaces_the_initial_size_and_is_multiplied() -> None:
-    decision = decide("buy", quantity=3, settings=RiskSettings(initial_position_size=1), multiplier=2)
-    assert (decision.quantity, decision.position_after) == (6, 6)
+    verdict = decide("buy", quantity=3, settings=RiskSettings(initial_position_size=1), multiplier=2)
+    assert (verdict.quantity, verdict.position_after) == (6, 6)
 
 
 def test_a_buy_while_long_adds_the_add_size() -> None:
-    decision = decide("buy", state=RiskState(position=2), settings=RiskSettings(add_position_size=3))
-    assert (decision.move, decision.quantity, decision.position_after) == (Move.ADD, 3, 5)
+    verdict = decide("buy", state=RiskState(position=2), settings=RiskSettings(add_position_size=3))
+    assert (verdict.move, verdict.quantity, verdict.position_after) == (Move.ADD, 3, 5)
 
 
 def test_adding_is_refused_when_the_add_size_is_zero() -> None:
-    decision = decide("buy", state=RiskState(position=2), settings=RiskSettings(add_position_size=0))
-    assert not decision.allowed
-    assert decision.reason == "Adding to a position is off: the add position size is 0."
+    verdict = decide("buy", state=RiskState(position=2), settings=RiskSettings(add_position_size=0))
+    assert not verdict.allowed
+    assert verdict.reason == "Adding to a position is off: the add position size is 0."
 
 
 def test_an_entry_is_refused_when_the_initial_size_is_zero_and_no_quantity_is_sent() -> None:
-    decision = decide("buy", settings=RiskSettings(initial_position_size=0))
-    assert not decision.allowed
-    assert "initial position size is 0" in decision.reason
+    verdict = decide("buy", settings=RiskSettings(initial_position_size=0))
+    assert not verdict.allowed
+    assert "initial position size is 0" in verdict.reason
 
 
 def test_a_sell_while_long_closes_the_long_then_opens_a_short() -> None:
-    decision = decide("sell", state=RiskState(position=2), settings=RiskSettings(initial_position_size=1))
-    assert decision.move is Move.REVERSE
-    assert (decision.exit_quantity, decision.entry_quantity, decision.position_after) == (2, 1, -1)
-    assert (decision.exit_side, decision.entry_side) == (Side.LONG, Side.SHORT)
+    verdict = decide("sell", state=RiskState(position=2), settings=RiskSettings(initial_position_size=1))
+    assert verdict.move is Move.REVERSE
+    assert (verdict.exit_quantity, verdict.entry_quantity, verdict.position_after) == (2, 1, -1)
+    assert (verdict.exit_side, verdict.entry_side) == (Side.LONG, Side.SHORT)
 
 
 def test_a_reversal_opens_the_strategys_new_size_not_tradingviews_order_contracts() -> None:
     # TradingView reports 2 contracts for a 1-lot reversal: 1 closes the long, 1 opens the short.
-    decision = decide(
+    verdict = decide(
         "sell", quantity=2, position_size=-1, market_position="short", state=RiskState(position=1)
     )
-    assert (decision.move, decision.exit_quantity, decision.entry_quantity) == (Move.REVERSE, 1, 1)
+    assert (verdict.move, verdict.exit_quantity, verdict.entry_quantity) == (Move.REVERSE, 1, 1)
 
 
 def test_a_partial_exit_reduces_a_long_the_strategy_still_holds() -> None:
-    decision = decide(
-        "sell", quantity=1, market_position="long", position_size=2, state=RiskState(position=3)
-    )
-    assert (decision.move, decision.exit_quantity, decision.position_after) == (Move.REDUCE, 1, 2)
-    assert decision.exit_side is Side.LONG
+    verdict = decide("sell", quantity=1, market_position="long", position_size=2, state=RiskState(position=3))
+    assert (verdict.move, verdict.exit_quantity, verdict.position_after) == (Move.REDUCE, 1, 2)
+    assert verdict.exit_side is Side.LONG
 
 
 def test_a_partial_exit_larger_than_the_position_closes_it_and_never_flips_it() -> None:
-    decision = decide("buy", quantity=5, market_position="short", state=RiskState(position=-3))
-    assert (decision.move, decision.exit_quantity, decision.position_after) == (Move.CLOSE, 3, 0)
+    verdict = decide("buy", quantity=5, market_position="short", state=RiskState(position=-3))
+    assert (verdict.move, verdict.exit_quantity, verdict.position_after) == (Move.CLOSE, 3, 0)
 
 
 def test_a_partial_exit_against_a_position_on_the_other_side_is_refused() -> None:
-    decision = decide("sell", quantity=1, market_position="long", state=RiskState(position=-2))
-    assert not decision.allowed
-    assert "this position is short" in decision.reason
-    assert decision.position_after == -2
+    verdict = decide("sell", quantity=1, market_position="long", state=RiskState(position=-2))
+    assert not verdict.allowed
+    assert "this position is short" in verdict.reason
+    assert verdict.position_after == -2
 
 
 def test_a_close_closes_the_whole_position() -> None:
-    decision = decide("close", state=RiskState(position=-4))
-    assert decision.allowed
-    assert (decision.move, decision.quantity, decision.position_after) == (Move.CLOSE, 4, 0)
+    verdict = decide("close", state=RiskState(position=-4))
+    assert verdict.allowed
+    assert (verdict.move, verdict.quantity, verdict.position_after) == (Move.CLOSE, 4, 0)
 
 
 def test_a_close_with_a_quantity_reduces_by_that_many() -> None:
-    decision = decide("exit", quantity=1, state=RiskState(position=3))
-    assert (decision.move, decision.quantity, decision.position_after) == (Move.REDUCE, 1, 2)
+    verdict = decide("exit", quantity=1, state=RiskState(position=3))
+    assert (verdict.move, verdict.quantity, verdict.position_after) == (Move.REDUCE, 1, 2)
 
 
 def test_market_position_flat_turns_a_buy_into_a_close_of_the_short() -> None:
-    decision = decide("buy", quantity=1, market_position="flat", state=RiskState(position=-2))
-    assert (decision.move, decision.quantity, decision.position_after) == (Move.CLOSE, 2, 0)
+    verdict = decide("buy", quantity=1, market_position="flat", state=RiskState(position=-2))
+    assert (verdict.move, verdict.quantity, verdict.position_after) == (Move.CLOSE, 2, 0)
 
 
 @pytest.mark.parametrize(
@@ -152,47 +150,47 @@ def test_market_position_flat_turns_a_buy_into_a_close_of_the_short() -> None:
     ],
 )
 def test_a_close_while_flat_is_refused_and_never_becomes_a_position(signal_fields: dict) -> None:
-    decision = decide(**signal_fields)
-    assert not decision.allowed
-    assert decision.reason == "Nothing to close: the position is already flat."
-    assert (decision.quantity, decision.position_after, decision.state.position) == (0, 0, 0)
+    verdict = decide(**signal_fields)
+    assert not verdict.allowed
+    assert verdict.reason == "Nothing to close: the position is already flat."
+    assert (verdict.quantity, verdict.position_after, verdict.state.position) == (0, 0, 0)
 
 
 def test_a_partial_exit_while_flat_is_refused() -> None:
-    decision = decide("sell", quantity=1, market_position="long")
-    assert not decision.allowed
-    assert decision.reason == "Nothing to reduce: the position is already flat."
+    verdict = decide("sell", quantity=1, market_position="long")
+    assert not verdict.allowed
+    assert verdict.reason == "Nothing to reduce: the position is already flat."
 
 
 @pytest.mark.parametrize("quantity", [0, Decimal(0), -1, Decimal("1.5"), "0"])
 def test_a_quantity_of_zero_negative_or_fractional_is_refused_not_treated_as_unset(quantity: object) -> None:
-    decision = decide("buy", quantity=quantity)
-    assert not decision.allowed
-    assert decision.reason.startswith("Quantity must be a positive whole number of contracts")
-    assert decision.position_after == 0
+    verdict = decide("buy", quantity=quantity)
+    assert not verdict.allowed
+    assert verdict.reason.startswith("Quantity must be a positive whole number of contracts")
+    assert verdict.position_after == 0
 
 
 def test_a_close_with_quantity_zero_is_refused_too() -> None:
-    decision = decide("close", quantity=0, state=RiskState(position=2))
-    assert not decision.allowed
-    assert decision.state.position == 2
+    verdict = decide("close", quantity=0, state=RiskState(position=2))
+    assert not verdict.allowed
+    assert verdict.state.position == 2
 
 
 def test_max_contracts_caps_the_quantity_after_the_multiplier() -> None:
-    decision = decide("buy", quantity=2, multiplier=3, settings=RiskSettings(max_contracts_per_trade=4))
-    assert (decision.quantity, decision.position_after) == (4, 4)
-    assert decision.notes == ("Quantity 6 capped to 4 by max contracts per trade.",)
+    verdict = decide("buy", quantity=2, multiplier=3, settings=RiskSettings(max_contracts_per_trade=4))
+    assert (verdict.quantity, verdict.position_after) == (4, 4)
+    assert verdict.notes == ("Quantity 6 capped to 4 by max contracts per trade.",)
 
 
 def test_max_contracts_never_caps_the_closing_side_of_a_reversal() -> None:
-    decision = decide("sell", state=RiskState(position=6), settings=RiskSettings(max_contracts_per_trade=2))
-    assert (decision.exit_quantity, decision.entry_quantity, decision.position_after) == (6, 1, -1)
+    verdict = decide("sell", state=RiskState(position=6), settings=RiskSettings(max_contracts_per_trade=2))
+    assert (verdict.exit_quantity, verdict.entry_quantity, verdict.position_after) == (6, 1, -1)
 
 
 def test_a_refused_signal_changes_nothing_that_is_stored_but_its_session() -> None:
     state = RiskState(position=1, last_signal_at=TUESDAY_10AM - timedelta(hours=1), signals_this_session=1)
-    decision = decide("buy", state=state, settings=RiskSettings(add_position_size=0))
-    assert decision.state == replace(state, session=date(2026, 3, 10))
+    verdict = decide("buy", state=state, settings=RiskSettings(add_position_size=0))
+    assert verdict.state == replace(state, session=date(2026, 3, 10))
 
 
 # Time windows
@@ -212,10 +210,10 @@ def test_a_refused_signal_changes_nothing_that_is_stored_but_its_session() -> No
     ],
 )
 def test_the_window_includes_its_start_and_excludes_its_stop(moment: datetime, allowed: bool) -> None:
-    decision = decide("buy", when=moment, settings=RiskSettings(time_filter_1=REGULAR_HOURS))
-    assert decision.allowed is allowed
+    verdict = decide("buy", when=moment, settings=RiskSettings(time_filter_1=REGULAR_HOURS))
+    assert verdict.allowed is allowed
     if not allowed:
-        assert decision.reason == "Outside trading window 09:30\u201316:00 America/Chicago."
+        assert verdict.reason == "Outside trading window 09:30\u201316:00 America/Chicago."
 
 
 @pytest.mark.parametrize(
@@ -260,22 +258,22 @@ def test_the_window_is_read_in_the_settings_time_zone() -> None:
 
 def test_closing_outside_the_window_is_allowed_because_it_lowers_risk() -> None:
     settings = RiskSettings(time_filter_1=REGULAR_HOURS)
-    decision = decide("close", when=chicago(2026, 3, 10, 20), settings=settings, state=RiskState(position=2))
-    assert decision.allowed
-    assert decision.move is Move.CLOSE
+    verdict = decide("close", when=chicago(2026, 3, 10, 20), settings=settings, state=RiskState(position=2))
+    assert verdict.allowed
+    assert verdict.move is Move.CLOSE
 
 
 def test_a_reversal_outside_the_window_only_closes_the_old_side() -> None:
     settings = RiskSettings(time_filter_1=REGULAR_HOURS)
-    decision = decide("sell", when=chicago(2026, 3, 10, 20), settings=settings, state=RiskState(position=2))
-    assert decision.allowed
-    assert (decision.move, decision.exit_quantity, decision.entry_quantity, decision.position_after) == (
+    verdict = decide("sell", when=chicago(2026, 3, 10, 20), settings=settings, state=RiskState(position=2))
+    assert verdict.allowed
+    assert (verdict.move, verdict.exit_quantity, verdict.entry_quantity, verdict.position_after) == (
         Move.CLOSE,
         2,
         0,
         0,
     )
-    assert decision.notes[0].startswith("Closed the long position only. Outside trading window")
+    assert verdict.notes[0].startswith("Closed the long position only. Outside trading window")
 
 
 def test_a_window_with_equal_start_and_stop_or_missing_times_is_refused() -> None:
@@ -291,18 +289,16 @@ def test_a_window_with_equal_start_and_stop_or_missing_times_is_refused() -> Non
 
 
 def test_long_only_refuses_a_sell_that_would_open_a_short() -> None:
-    decision = decide("sell", settings=RiskSettings(direction_filter="long"))
-    assert not decision.allowed
-    assert decision.reason == "Long-only: a sell that would open a short position is refused."
+    verdict = decide("sell", settings=RiskSettings(direction_filter="long"))
+    assert not verdict.allowed
+    assert verdict.reason == "Long-only: a sell that would open a short position is refused."
 
 
 def test_long_only_lets_a_sell_close_a_long() -> None:
-    decision = decide(
-        "sell", state=RiskState(position=2), settings=RiskSettings(direction_filter="long_only")
-    )
-    assert decision.allowed
-    assert (decision.move, decision.position_after) == (Move.CLOSE, 0)
-    assert "Long-only" in decision.notes[0]
+    verdict = decide("sell", state=RiskState(position=2), settings=RiskSettings(direction_filter="long_only"))
+    assert verdict.allowed
+    assert (verdict.move, verdict.position_after) == (Move.CLOSE, 0)
+    assert "Long-only" in verdict.notes[0]
 
 
 def test_long_only_still_opens_longs_and_short_only_refuses_them() -> None:
@@ -338,10 +334,10 @@ def test_the_daily_loss_limit_still_lets_a_position_be_closed() -> None:
 
 def test_the_daily_loss_of_yesterdays_session_does_not_block_today() -> None:
     state = RiskState(realized_pnl_session=Decimal(-900), session=date(2026, 3, 9))
-    decision = decide("buy", settings=RiskSettings(max_daily_loss=Decimal(500)), state=state)
-    assert decision.allowed
-    assert decision.state.realized_pnl_session == 0
-    assert decision.state.session == date(2026, 3, 10)
+    verdict = decide("buy", settings=RiskSettings(max_daily_loss=Decimal(500)), state=state)
+    assert verdict.allowed
+    assert verdict.state.realized_pnl_session == 0
+    assert verdict.state.session == date(2026, 3, 10)
 
 
 def test_the_session_limit_counts_entries_and_resets_at_the_session_roll() -> None:
@@ -375,10 +371,10 @@ def test_closes_do_not_use_up_the_session_limit() -> None:
 )
 def test_the_cooldown_refuses_until_exactly_its_length_has_passed(elapsed: timedelta, allowed: bool) -> None:
     state = RiskState(last_signal_at=TUESDAY_10AM - elapsed)
-    decision = decide("buy", settings=RiskSettings(signal_cooldown=30), state=state)
-    assert decision.allowed is allowed
+    verdict = decide("buy", settings=RiskSettings(signal_cooldown=30), state=state)
+    assert verdict.allowed is allowed
     if not allowed:
-        assert decision.reason == "Cooldown: the last signal was 29 s ago; the cooldown is 30 s."
+        assert verdict.reason == "Cooldown: the last signal was 29 s ago; the cooldown is 30 s."
 
 
 def test_the_cooldown_counts_real_seconds_across_the_november_clock_change() -> None:
@@ -398,13 +394,13 @@ def test_the_cooldown_never_blocks_a_close() -> None:
 
 
 def test_an_allowed_signal_restarts_the_cooldown() -> None:
-    decision = decide("buy", settings=RiskSettings(signal_cooldown=30))
-    assert decision.state.last_signal_at == TUESDAY_10AM
+    verdict = decide("buy", settings=RiskSettings(signal_cooldown=30))
+    assert verdict.state.last_signal_at == TUESDAY_10AM
     follow_up = decide(
         "buy",
         when=TUESDAY_10AM + timedelta(seconds=10),
         settings=RiskSettings(signal_cooldown=30),
-        state=decision.state,
+        state=verdict.state,
     )
     assert not follow_up.allowed
 
@@ -414,29 +410,27 @@ def test_every_nth_acts_on_signals_n_2n_and_so_on() -> None:
     state = RiskState()
     acted = []
     for number in range(1, 8):
-        decision = decide(
-            "buy", when=TUESDAY_10AM + timedelta(minutes=number), settings=settings, state=state
-        )
-        acted.append(decision.allowed)
-        state = replace(decision.state, position=0)  # each entry is closed before the next signal
+        verdict = decide("buy", when=TUESDAY_10AM + timedelta(minutes=number), settings=settings, state=state)
+        acted.append(verdict.allowed)
+        state = replace(verdict.state, position=0)  # each entry is closed before the next signal
     assert acted == [False, False, True, False, False, True, False]
     assert state.signal_count == 7
 
 
 def test_every_nth_explains_which_signal_is_next() -> None:
-    decision = decide("buy", settings=RiskSettings(signal_delay_nth=2), state=RiskState(signal_count=2))
-    assert decision.reason == (
+    verdict = decide("buy", settings=RiskSettings(signal_delay_nth=2), state=RiskState(signal_count=2))
+    assert verdict.reason == (
         "Only every 2nd signal is acted on: this was signal 3, the next one acted on is signal 4."
     )
-    assert decision.state.signal_count == 3
+    assert verdict.state.signal_count == 3
 
 
 def test_every_nth_does_not_count_or_block_closes() -> None:
-    decision = decide(
+    verdict = decide(
         "close", settings=RiskSettings(signal_delay_nth=5), state=RiskState(position=1, signal_count=1)
     )
-    assert decision.allowed
-    assert decision.state.signal_count == 1
+    assert verdict.allowed
+    assert verdict.state.signal_count == 1
 
 
 def test_nth_of_zero_or_one_means_every_signal() -> None:
@@ -497,7 +491,7 @@ def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         session_key(datetime(2026, 3, 10, 10))
     with pytest.raises(ValueError, match="timezone-aware"):
-        Signal(action="buy", received_at=datetime(2026, 3, 10, 10))
+        SignalInput(action="buy", received_at=datetime(2026, 3, 10, 10))
 
 
 # Auto-flat
@@ -587,14 +581,14 @@ def test_invalid_settings_are_refused_with_a_clear_message() -> None:
 
 
 def test_signal_values_are_parsed_from_alert_words() -> None:
-    signal = Signal(action="LONG", received_at=TUESDAY_10AM, market_position="Flat", price="4500.25")
+    signal = SignalInput(action="LONG", received_at=TUESDAY_10AM, market_position="Flat", price="4500.25")
     assert (signal.action, signal.market_position, signal.price) == (
         Action.BUY,
         MarketPosition.FLAT,
         Decimal("4500.25"),
     )
     with pytest.raises(ValueError, match="buy, sell or close"):
-        Signal(action="hold", received_at=TUESDAY_10AM)
+        SignalInput(action="hold", received_at=TUESDAY_10AM)
 
 
 # The recorder's virtual book
@@ -626,7 +620,7 @@ def test_a_partial_close_keeps_the_average_price() -> None:
     assert (book.position, book.avg_price, realized) == (2, Decimal("4500.00000000"), Decimal("-100.00"))
 
 
-def test_the_book_follows_allowed_decisions_and_ignores_refused_ones() -> None:
+def test_the_book_follows_allowed_verdicts_and_ignores_refused_ones() -> None:
     opened = decide("buy", quantity=2)
     book, _ = RecorderBook().apply(opened, Decimal("4500"), ES)
     refused = decide("close", quantity=0, state=opened.state)

@@ -14,8 +14,8 @@ from django.db import connection
 from trading import selectors
 from trading.brokers.base import SubAccount
 from trading.models import BrokerAccount, ContractSpec, Recorder, RecorderTrade
-from trading.plans import StopType, TakeProfitTarget
-from trading.risk import Direction, Signal
+from trading.plans import StopKind, TakeProfitTarget
+from trading.risk import Direction, SignalInput
 from trading.services.broker_accounts import (
     broker_account_create,
     broker_account_mark_active,
@@ -315,7 +315,7 @@ def test_recorder_settings_map_onto_the_risk_and_plan_dataclasses():
     assert risk.timezone == "America/Chicago"
     plan = selectors.recorder_plan_settings(recorder)
     assert plan.sl_units is OffsetUnit.DOLLARS
-    assert plan.sl_type is StopType.TRAILING
+    assert plan.sl_type is StopKind.TRAILING
     assert plan.tp_targets == (TakeProfitTarget(Decimal(4), 1), TakeProfitTarget(Decimal(8), None))
 
 
@@ -515,16 +515,16 @@ def test_the_recorder_filters_count_signals_and_record_accepted_ones():
     recorder = RecorderFactory(signal_cooldown=60)
     at = chicago(2026, 3, 2, 9, 0)
     buy = recorder_signal_evaluate(
-        recorder=recorder, signal=Signal("buy", at, price=Decimal(5000)), source_key="signal:1"
+        recorder=recorder, signal=SignalInput("buy", at, price=Decimal(5000)), source_key="signal:1"
     )
     assert buy.allowed
     assert selectors.recorder_book(recorder).position == 1
     too_soon = recorder_signal_evaluate(
-        recorder=recorder, signal=Signal("buy", at.replace(second=59), price=Decimal(5001))
+        recorder=recorder, signal=SignalInput("buy", at.replace(second=59), price=Decimal(5001))
     )
     assert not too_soon.allowed
     assert "Cooldown" in too_soon.reason
-    close = recorder_signal_evaluate(recorder=recorder, signal=Signal("close", at, price=Decimal(5004)))
+    close = recorder_signal_evaluate(recorder=recorder, signal=SignalInput("close", at, price=Decimal(5004)))
     assert close.allowed
     assert selectors.recorder_book(recorder).position == 0
     assert selectors.recorder_session_pnl(recorder, at=at) == Decimal("200.00")
@@ -536,13 +536,13 @@ def test_the_daily_loss_limit_reads_the_recorders_own_session_pnl():
     recorder = RecorderFactory(max_daily_loss=Decimal(400))
     at = chicago(2026, 3, 2, 9, 0)
     evaluate = recorder_signal_evaluate
-    evaluate(recorder=recorder, signal=Signal("buy", at, price=Decimal(5000)))
-    evaluate(recorder=recorder, signal=Signal("close", at, price=Decimal(4992)))  # -$400
-    refused = evaluate(recorder=recorder, signal=Signal("buy", at, price=Decimal(4990)))
+    evaluate(recorder=recorder, signal=SignalInput("buy", at, price=Decimal(5000)))
+    evaluate(recorder=recorder, signal=SignalInput("close", at, price=Decimal(4992)))  # -$400
+    refused = evaluate(recorder=recorder, signal=SignalInput("buy", at, price=Decimal(4990)))
     assert not refused.allowed
     assert "Daily loss limit reached" in refused.reason
     next_session = evaluate(
-        recorder=recorder, signal=Signal("buy", chicago(2026, 3, 2, 17, 0), price=Decimal(4990))
+        recorder=recorder, signal=SignalInput("buy", chicago(2026, 3, 2, 17, 0), price=Decimal(4990))
     )
     assert next_session.allowed
 
@@ -550,10 +550,10 @@ def test_the_daily_loss_limit_reads_the_recorders_own_session_pnl():
 def test_a_signal_without_a_price_is_judged_and_the_book_catches_up_later():
     recorder = RecorderFactory()
     at = chicago(2026, 3, 2, 9, 0)
-    recorder_signal_evaluate(recorder=recorder, signal=Signal("buy", at))
+    recorder_signal_evaluate(recorder=recorder, signal=SignalInput("buy", at))
     assert selectors.recorder_book(recorder).position == 0
     assert selectors.recorder_risk_state(recorder, at=at).position == 1
-    recorder_signal_evaluate(recorder=recorder, signal=Signal("buy", at, price=Decimal(5000)))
+    recorder_signal_evaluate(recorder=recorder, signal=SignalInput("buy", at, price=Decimal(5000)))
     assert selectors.recorder_book(recorder).position == 2  # moved to where the signals put the strategy
 
 
