@@ -1,4 +1,4 @@
-"""Review of the webhook's secrecy: the token must not reach a log line, whatever Django answers for us."""
+"""The webhook token never reaches a log line, whatever Django answers for us."""
 
 from __future__ import annotations
 
