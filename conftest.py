@@ -54,13 +54,12 @@ def _contract_table(request):
 
 @pytest.fixture(autouse=True)
 def _fresh_webhook_state(monkeypatch) -> None:
-    """Each test starts without the webhook's cached recorders and with a dispatch window of its own."""
+    """Each test starts without the webhook's cached recorders and with runner keys of its own."""
     from trading.services import queue  # needs Django set up, which fixtures have
     from webhooks.services import recorder_cache_clear
 
     recorder_cache_clear()
-    queue.dispatch_window_forget()
-    monkeypatch.setattr(queue, "DISPATCH_WINDOW_KEY", f"test-dispatch-window-{uuid.uuid4().hex}")
+    monkeypatch.setattr(queue, "RUNNER_KEY", f"test-runner-{uuid.uuid4().hex}:{{}}")
 
 
 @pytest.fixture
@@ -71,8 +70,31 @@ def task_queue(monkeypatch, django_capture_on_commit_callbacks):
 
     fake = TaskQueue(django_capture_on_commit_callbacks)
     monkeypatch.setattr(queue, "task_publish", fake.publish)
-    monkeypatch.setattr(queue, "signals_nudge", fake.nudge)
+    monkeypatch.setattr(queue, "recorder_wake", fake.wake)
     return fake
+
+
+@pytest.fixture
+def decisions_as_tasks(task_queue, monkeypatch):
+    """A signal's decisions go out as `trader_signal_execute` messages, as its retries and sweeps do.
+
+    For tests of what happens between those messages (a worker dying, a second delivery); the runner itself
+    executes a signal's decisions at once.
+    """
+    from trading.services import queue
+
+    def as_tasks(*, decision_ids):
+        for decision_id in decision_ids:
+            queue.task_publish(queue.TRADER_SIGNAL_EXECUTE, decision_id)
+
+    monkeypatch.setattr("trading.services.signals.decisions_execute", as_tasks)
+    return task_queue
+
+
+@pytest.fixture(autouse=True)
+def _decisions_in_the_test_thread(settings) -> None:
+    """Decisions run in the thread of the test: fan-out threads could not see its uncommitted rows."""
+    settings.EXECUTION_THREADS = 1
 
 
 @pytest.fixture(scope="session")

@@ -138,6 +138,16 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
 
+# Threads per worker process that execute one signal's decisions side by side (one account each). SQLite
+# serialises writers anyway, so there they run one after another.
+EXECUTION_THREADS = env.int(
+    "EXECUTION_THREADS", default=1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 8
+)
+if "pool" in DATABASES["default"].get("OPTIONS", {}):
+    # Every fan-out thread holds a connection while it works, beside the task's own.
+    pool = DATABASES["default"]["OPTIONS"]["pool"]
+    pool["max_size"] = max(pool["max_size"], EXECUTION_THREADS + 2)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 

@@ -14,20 +14,8 @@ from trading.services.reconciliation.run import account_reconcile, accounts_to_r
 
 @shared_task(name=queue.SIGNAL_PROCESS)
 def signal_process(signal_id: int) -> str:
-    """Take a stored signal through its recorder and fan it out to its traders, in order of arrival."""
-    try:
-        return signals.signal_process(signal_id=signal_id)
-    except WaitForEarlier:
-        signal_process.apply_async(args=[signal_id], countdown=WAIT_FOR_EARLIER_SECONDS)
-        return "waiting"
-
-
-# A dispatch only matters fresh: after a worker outage the sweeper re-queues every recorder's backlog anyway,
-# so a pile of old dispatches is dropped instead of each fanning out again.
-@shared_task(name=queue.SIGNALS_DISPATCH, expires=queue.DISPATCH_EXPIRES_SECONDS)
-def signals_dispatch() -> int:
-    """Queue the oldest pending signal of every recorder that has any (woken by the webhook)."""
-    return signals.signals_dispatch()
+    """Run the signal's recorder: its signals in arrival order, each judged and its orders sent at once."""
+    return signals.signal_process(signal_id=signal_id)
 
 
 @shared_task(bind=True, name=queue.TRADER_SIGNAL_EXECUTE, max_retries=len(execution.RETRY_BACKOFF))

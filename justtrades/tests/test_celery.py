@@ -32,25 +32,12 @@ def test_reconciliation_has_its_own_queue_so_a_slow_broker_never_delays_signals(
     assert queue_of["trading.tasks.trader_signal_execute"] == "orders"
 
 
-def test_a_dispatch_left_in_the_queue_by_an_outage_expires_instead_of_fanning_out_late():
-    app.loader.import_default_modules()
-    dispatch = app.tasks["trading.tasks.signals_dispatch"]
-
-    assert 0 < dispatch.expires <= 60
-    # The sweeper, which re-queues whatever an expired dispatch would have, runs far more often than that.
-    [sweep] = [
-        entry for entry in app.conf.beat_schedule.values() if entry["task"] == "trading.tasks.signals_sweep"
-    ]
-    assert sweep["schedule"] < dispatch.expires
-
-
 def test_every_task_name_the_services_publish_is_a_registered_task():
     from pineaccess.services import publish
     from trading.services import queue
 
     names = [
         queue.SIGNAL_PROCESS,
-        queue.SIGNALS_DISPATCH,
         queue.TRADER_SIGNAL_EXECUTE,
         queue.ORDER_SETTLE,
         publish.GRANT_SCRIPT_ACCESS,

@@ -63,7 +63,7 @@ def test_an_alert_is_stored_and_answered_without_going_through_the_middleware(ta
     assert signal.source_ip == "52.89.214.238"
     assert "Set-Cookie" not in headers
     assert "X-Frame-Options" not in headers  # the clickjacking middleware never saw it
-    assert task_queue.names() == ["signals_dispatch"]
+    assert task_queue.names() == ["signal_process"]
 
 
 def test_an_alert_for_a_host_that_is_not_allowed_is_refused_and_not_stored():

@@ -3,8 +3,9 @@
 Each line below imports only from the lines under it (never from this package itself, never sideways within
 a line), so the stages depend one way and without cycles; `trading/tests/test_layout.py` holds us to it:
 
-    demo, sweep, execution, reconciliation
+    demo, sweep, reconciliation
     signals
+    execution
     prices
     sync
     orders

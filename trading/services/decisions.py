@@ -1,20 +1,18 @@
-"""A trader's decision on a signal: its lease, and how it ends (finished, failed, closed, abandoned)."""
+"""A trader's decision on a signal: staleness, its lease, and how it ends (finished, failed, abandoned)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
 
+from trading import risk
 from trading.errors import LeaseLost
-from trading.models import (
-    Decision,
-    Order,
-)
+from trading.models import Decision, Order, Signal
 
 DECISION_LEASE = timedelta(seconds=20)
 UNFINISHED_DECISION = (Decision.Status.PENDING, Decision.Status.EXECUTING)
@@ -110,3 +108,31 @@ def decision_refresh(decision_id: int) -> None:
     """Recompute a finished decision's status after one of its orders was settled."""
     if Decision.objects.filter(pk=decision_id, status=Decision.Status.UNSETTLED).exists():
         decision_finish(decision_id, None)
+
+
+def signal_staleness(signal: Signal, max_age_seconds: int, now: datetime) -> str | None:
+    """Return why the signal is too old to trade (measured from its alert time when earlier), else None."""
+    reference = signal.received_at
+    if signal.fire_time is not None and signal.fire_time < reference:
+        reference = signal.fire_time
+    age = (now - reference).total_seconds()
+    if age <= max_age_seconds:
+        return None
+    since = "the time in the alert" if reference != signal.received_at else "it was received"
+    return (
+        f"Stale: {int(age)} s passed since {since}, more than this recorder's maximum age of "
+        f"{max_age_seconds} s. "
+        "After a delay or an outage, old alerts are not traded."
+    )
+
+
+def risk_signal(signal: Signal) -> risk.SignalInput:
+    """Return the signal as the risk engine sees it."""
+    return risk.SignalInput(
+        action=signal.action,
+        received_at=signal.received_at,
+        quantity=signal.quantity,
+        price=signal.price,
+        market_position=signal.market_position or None,
+        position_size=signal.position_size,
+    )

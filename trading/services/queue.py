@@ -1,9 +1,16 @@
-"""Queueing the pipeline's work: task messages, on commit, and the window that wakes the dispatcher."""
+"""Queueing the pipeline's work: task messages, on commit, and the one runner per recorder an alert wakes.
+
+An accepted alert costs the webhook one Redis `SET NX PX` (the runner key of its recorder) and, only when no
+runner holds that key, one task message: the runner drains its recorder's signals in arrival order, executes
+their decisions at once, gives the key back, and looks once more before it stops. An alert whose recorder has
+a runner sends nothing, because that runner looks after giving the key back, so after the alert committed.
+Without Redis the shared cache holds the key (whose `add` may let two runners start: the claims on the rows
+make the second find nothing to do). Whatever a lost message leaves, the sweeper hands on.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 
 import redis
@@ -14,12 +21,16 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
-
 # The pipeline's tasks by name: services queue work without importing the tasks module, which imports them.
 SIGNAL_PROCESS = "trading.tasks.signal_process"
-SIGNALS_DISPATCH = "trading.tasks.signals_dispatch"
 TRADER_SIGNAL_EXECUTE = "trading.tasks.trader_signal_execute"
 ORDER_SETTLE = "trading.tasks.order_settle"
+
+# Long enough for any runner between two renewals (a signal and its orders), short enough that a runner that
+# died leaves its recorder to the next alert well inside a recorder's maximum signal age.
+RUNNER_LEASE_SECONDS = 20.0
+RUNNER_KEY = "justtrades:recorder-runner:{}"
+_redis_client = None
 
 
 def task_publish(
@@ -42,54 +53,57 @@ def task_publish_on_commit(task_name: str, object_ids: Iterable[int]) -> None:
         transaction.on_commit(lambda: [task_publish(task_name, object_id) for object_id in ids])
 
 
-# A webhook does not send a task message per alert: that cost more than storing the alert. The first alert of
-# a short window sends one dispatch at once and one for the window's end; an alert whose window is already
-# open (in this process, or in another one through the shared key) sends nothing, because the trailing
-# dispatch runs after the window closed, so after that alert was committed. A burst costs two messages per
-# window, a lone alert is dispatched at once, and the sweeper still catches whatever a lost message left.
-
-DISPATCH_WINDOW_SECONDS = 0.1
-# Covers the clocks of the web process, Redis and the worker drifting apart.
-DISPATCH_MARGIN_SECONDS = 0.05
-DISPATCH_WINDOW_KEY = "justtrades:signals-dispatch-window"
-DISPATCH_EXPIRES_SECONDS = 30.0
-_window_ends = 0.0  # monotonic end of the window this process opened
-_redis_client = None
+def recorder_wake(recorder_id: int, signal_id: int) -> None:
+    """A signal of this recorder was committed: start a runner for it unless one is running."""
+    if runner_claim(recorder_id):
+        task_publish(SIGNAL_PROCESS, signal_id)
 
 
-def dispatch_window_forget() -> None:
-    """Forget the window this process opened, so the next alert dispatches at once (tests start so)."""
-    global _window_ends
-    _window_ends = 0.0
-
-
-def signals_nudge() -> None:
-    """Have the pending signals dispatched: at once for the first of a window, and again after it."""
-    global _window_ends
-    now = time.monotonic()
-    if now < _window_ends or not dispatch_window_open():
-        return  # a dispatch after the window's end is already on its way
-    _window_ends = now + DISPATCH_WINDOW_SECONDS
-    task_publish(SIGNALS_DISPATCH, None, expires=DISPATCH_EXPIRES_SECONDS)
-    task_publish(
-        SIGNALS_DISPATCH,
-        None,
-        countdown=DISPATCH_WINDOW_SECONDS + DISPATCH_MARGIN_SECONDS,
-        expires=DISPATCH_EXPIRES_SECONDS,
-    )
-
-
-def dispatch_window_open() -> bool:
-    """Open the shared window unless another process holds one; True also when that cannot be told."""
+def _redis() -> redis.Redis:
     global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+    return _redis_client
+
+
+def runner_claim(recorder_id: int) -> bool:
+    """Take the recorder's runner key; True also when that cannot be told (a second runner is harmless)."""
+    key = RUNNER_KEY.format(recorder_id)
     try:
         if settings.REDIS_URL:
-            # Redis directly: Django's cache rounds timeouts to whole seconds, and the window is a tenth.
-            if _redis_client is None:
-                _redis_client = redis.Redis.from_url(settings.REDIS_URL)
-            milliseconds = int(DISPATCH_WINDOW_SECONDS * 1000)
-            return bool(_redis_client.set(DISPATCH_WINDOW_KEY, b"1", nx=True, px=milliseconds))
-        return cache.add(DISPATCH_WINDOW_KEY, 1, DISPATCH_WINDOW_SECONDS)
+            # Redis directly: one round trip, a lease in milliseconds, and atomic across machines.
+            milliseconds = int(RUNNER_LEASE_SECONDS * 1000)
+            return bool(_redis().set(key, b"1", nx=True, px=milliseconds))
+        return cache.add(key, 1, RUNNER_LEASE_SECONDS)
     except Exception:
-        logger.warning("Could not check the dispatch window; dispatching anyway", exc_info=True)
+        logger.warning(
+            "Could not take the runner key of recorder %s; starting a runner", recorder_id, exc_info=True
+        )
         return True
+
+
+def runner_renew(recorder_id: int) -> None:
+    """Keep the key while this runner works, so alerts meanwhile send nothing."""
+    key = RUNNER_KEY.format(recorder_id)
+    try:
+        if settings.REDIS_URL:
+            _redis().set(key, b"1", px=int(RUNNER_LEASE_SECONDS * 1000))
+        else:
+            cache.set(key, 1, RUNNER_LEASE_SECONDS)
+    except Exception:
+        logger.warning("Could not renew the runner key of recorder %s", recorder_id, exc_info=True)
+
+
+def runner_release(recorder_id: int) -> None:
+    """Give the key back: the next alert of this recorder starts a runner again."""
+    key = RUNNER_KEY.format(recorder_id)
+    try:
+        if settings.REDIS_URL:
+            _redis().delete(key)
+        else:
+            cache.delete(key)
+    except Exception:
+        # The key lapses by itself; until then alerts rely on this runner's last look and the sweeper.
+        logger.warning("Could not release the runner key of recorder %s", recorder_id, exc_info=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,8 +16,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
-from trading import risk
-from trading.claims import row_claim, run_in_order
+from trading.claims import CATCH_UP_SECONDS, row_claim, run_in_order
+from trading.errors import WaitForEarlier
 from trading.models import (
     Decision,
     KillSwitch,
@@ -28,6 +29,8 @@ from trading.selectors import (
 )
 from trading.services import queue
 from trading.services.contracts import contract_root
+from trading.services.decisions import risk_signal, signal_staleness
+from trading.services.execution import decisions_execute
 from trading.services.killswitches import blocking_reason, engaged_switches
 from trading.services.prices import price_record
 from trading.services.recorders import recorder_signal_evaluate
@@ -50,18 +53,6 @@ def recorder_heads(signals: QuerySet) -> list[int]:
     return list(
         signals.values("recorder_id").annotate(head=Min("pk")).order_by("head").values_list("head", flat=True)
     )
-
-
-def signals_dispatch() -> int:
-    """Queue the oldest pending signal of every recorder that has one; return how many were queued.
-
-    Each task works through its recorder's backlog in order (see run_in_order), so one message per recorder
-    is enough however many alerts arrived.
-    """
-    heads = recorder_heads(Signal.objects.filter(status=Signal.Status.PENDING))
-    for signal_id in heads:
-        queue.task_publish(queue.SIGNAL_PROCESS, signal_id)
-    return len(heads)
 
 
 @dataclass(frozen=True)
@@ -167,7 +158,7 @@ def signal_accept(
         with nullcontext() if transaction.get_autocommit() else transaction.atomic():
             signal.save(force_insert=True)
             if signal.status == Signal.Status.PENDING:
-                transaction.on_commit(queue.signals_nudge)
+                transaction.on_commit(lambda: queue.recorder_wake(recorder.pk, signal.pk))
     except IntegrityError:
         first = None
         if alert.alert_id:
@@ -218,56 +209,51 @@ def body_duplicate_find(
     )
 
 
-def signal_staleness(signal: Signal, max_age_seconds: int, now: datetime) -> str | None:
-    """Return why the signal is too old to trade (measured from its alert time when earlier), else None."""
-    reference = signal.received_at
-    if signal.fire_time is not None and signal.fire_time < reference:
-        reference = signal.fire_time
-    age = (now - reference).total_seconds()
-    if age <= max_age_seconds:
-        return None
-    since = "the time in the alert" if reference != signal.received_at else "it was received"
-    return (
-        f"Stale: {int(age)} s passed since {since}, more than this recorder's maximum age of "
-        f"{max_age_seconds} s. "
-        "After a delay or an outage, old alerts are not traded."
-    )
-
-
-def risk_signal(signal: Signal) -> risk.SignalInput:
-    """Return the signal as the risk engine sees it."""
-    return risk.SignalInput(
-        action=signal.action,
-        received_at=signal.received_at,
-        quantity=signal.quantity,
-        price=signal.price,
-        market_position=signal.market_position or None,
-        position_size=signal.position_size,
-    )
-
-
 def signal_process(*, signal_id: int, now: datetime | None = None) -> str:
-    """Take a stored signal through staleness, kill switch and the recorder, then fan it out to traders.
+    """Run the recorder of a stored signal: its signals in arrival order, each judged and its orders sent.
 
-    A recorder's signals are acted on in the order they arrived: earlier unfinished ones are processed first,
-    by this call. When a live worker holds an earlier one, WaitForEarlier asks to run again shortly. Returns
-    the signal's status ("not-claimed" when another worker holds it or it is already done).
+    The recorder's runner (see `queue`): it works through every unfinished signal of the recorder, this one
+    and those before and after it, executes each signal's decisions before the next signal (so a trader's
+    position moves in the order of its alerts), gives the runner key back and looks once more. When another
+    live worker holds an earlier signal it stops at once: that worker drains this one too. Returns this
+    signal's status ("not-claimed" when another worker held or finished it).
     """
     row = Signal.objects.filter(pk=signal_id).values("recorder_id").first()
     if row is None:
         return "not-claimed"
-    backlog = Signal.objects.filter(recorder_id=row["recorder_id"], status__in=UNFINISHED_SIGNAL).order_by(
-        "pk"
-    )
-    # Signals woken by a dispatch share one message per recorder: the rest of a backlog is handed on.
-    return run_in_order(
-        signal_id,
-        backlog,
-        _signal_process_one,
-        now,
-        what="signal",
-        hand_off=lambda head: queue.task_publish(queue.SIGNAL_PROCESS, head),
-    )
+    recorder_id = row["recorder_id"]
+    backlog = Signal.objects.filter(recorder_id=recorder_id, status__in=UNFINISHED_SIGNAL).order_by("pk")
+
+    def run_one(head: int, moment: datetime) -> str:
+        result = _signal_process_one(head, moment)
+        queue.runner_renew(recorder_id)
+        return result
+
+    pending = backlog.filter(status=Signal.Status.PENDING)
+    started = time.monotonic()
+    own: str | None = None
+    while True:
+        try:
+            result = run_in_order(
+                signal_id,
+                backlog,
+                run_one,
+                now,
+                what="signal",
+                hand_off=lambda head: queue.task_publish(queue.SIGNAL_PROCESS, head),
+            )
+        except WaitForEarlier:
+            return own or "waiting"  # the worker holding the earlier signal goes on to this one
+        own = result if own is None else own
+        queue.runner_release(recorder_id)
+        # An alert that found the key taken was committed before it was given back: this look finds it.
+        head = pending.values_list("pk", flat=True).first()
+        if head is None or not queue.runner_claim(recorder_id):
+            return own
+        if time.monotonic() - started > CATCH_UP_SECONDS:
+            queue.task_publish(queue.SIGNAL_PROCESS, head)  # a fresh task, inside the time limit
+            return own
+        signal_id = head
 
 
 def _signal_process_one(signal_id: int, now: datetime) -> str:
@@ -291,7 +277,7 @@ def _signal_process_one(signal_id: int, now: datetime) -> str:
             )
             if signal is None:
                 return "not-claimed"
-            _signal_judge(signal, now)
+            decision_ids = _signal_judge(signal, now)
             signal.claim_token = None
             signal.lease_expires_at = None
             signal.processed_at = timezone.now()
@@ -331,25 +317,26 @@ def _signal_process_one(signal_id: int, now: datetime) -> str:
         except Exception:
             # The signal is done and its traders queued; a price missed here is only a later fill's.
             logger.warning("Signal %s: its price could not be recorded", signal.pk, exc_info=True)
+    decisions_execute(decision_ids=decision_ids)
     return signal.status
 
 
-def _signal_judge(signal: Signal, now: datetime) -> None:
-    """Decide the signal's status under its row lock; fan out to traders unless stale or globally blocked."""
+def _signal_judge(signal: Signal, now: datetime) -> list[int]:
+    """Decide the signal's status under its row lock; return its traders' pending decisions to execute."""
     recorder = signal.recorder
     stale = signal_staleness(signal, recorder.max_signal_age, now)
     if stale:
         signal.status, signal.reason = Signal.Status.STALE, stale
-        return
+        return []
     if not recorder.enabled:
         signal.status = Signal.Status.IGNORED
         signal.reason = "The recorder was switched off before the signal was processed: nothing is traded."
-        return
+        return []
     engaged = engaged_switches(user_id=recorder.owner_id)
     blocked = blocking_reason(engaged)
     if KillSwitch.Scope.GLOBAL in engaged:
         signal.status, signal.reason = Signal.Status.BLOCKED, blocked or ""
-        return
+        return []
     if blocked:
         # The owner's own switch: their recorder stops; traders of other users on a public recorder go on.
         signal.status, signal.reason = Signal.Status.BLOCKED, blocked
@@ -368,11 +355,12 @@ def _signal_judge(signal: Signal, now: datetime) -> None:
     # decide for an account that may hold a position the recorder's virtual book does not.
     trader_ids = list(traders_for_recorder(recorder).values_list("pk", flat=True))
     if not trader_ids:
-        return
+        return []
     Decision.objects.bulk_create(
         [Decision(signal=signal, trader_id=trader_id) for trader_id in trader_ids], ignore_conflicts=True
     )
-    pending = Decision.objects.filter(signal=signal, status=Decision.Status.PENDING).values_list(
-        "pk", flat=True
+    return list(
+        Decision.objects.filter(signal=signal, status=Decision.Status.PENDING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
-    queue.task_publish_on_commit(queue.TRADER_SIGNAL_EXECUTE, pending)

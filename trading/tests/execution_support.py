@@ -23,7 +23,7 @@ from trading.errors import RetryLater, WaitForEarlier
 from trading.models import BrokerAccount, Decision, Order, Signal
 from trading.services.execution import trader_signal_execute
 from trading.services.orders import order_settle
-from trading.services.signals import signal_process, signals_dispatch
+from trading.services.signals import signal_process
 from trading.tests.factories import BrokerAccountFactory, RecorderFactory, TraderFactory, UserFactory
 
 __all__ = [
@@ -59,9 +59,9 @@ class TaskQueue:
         """Record a message under the task's short name (`signal_process` for its full task name)."""
         self.messages.append((task_name.rsplit(".", 1)[-1], object_id))
 
-    def nudge(self) -> None:
-        """What an accepted alert asks for: one dispatch (the window logic has its own tests)."""
-        self.publish("signals_dispatch", None)
+    def wake(self, recorder_id: int, signal_id: int) -> None:
+        """What an accepted alert asks for: its recorder's runner (the runner key has its own tests)."""
+        self.publish("signal_process", signal_id)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.messages]
@@ -78,9 +78,7 @@ class TaskQueue:
         return result
 
     def _run(self, name: str, object_id: int) -> Any:
-        if name == "signals_dispatch":
-            result = signals_dispatch()
-        elif name == "signal_process":
+        if name == "signal_process":
             result = signal_process(signal_id=object_id)
         elif name == "trader_signal_execute":
             try:

@@ -234,7 +234,7 @@ def test_a_buy_alert_shows_in_the_signal_log_positions_and_the_live_dashboard_un
     assert answer.status_code == 200, answer.text
     signal_id = answer.json()["signal"]
     assert answer.json() == {"status": "accepted", "signal": signal_id}
-    assert task_queue.names() == ["signals_dispatch"]
+    assert task_queue.names() == ["signal_process"]
     task_queue.run()
 
     # The signal log: what arrived and what became of it.

@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from trading.brokers.base import OrderRequest
 from trading.brokers.paper import PaperBroker, paper_account_id
-from trading.errors import WaitForEarlier
 from trading.models import (
     Decision,
     Order,
@@ -192,7 +191,7 @@ def test_protection_left_on_a_flat_position_is_cancelled(task_queue, recorder, o
     assert not PaperOrder.objects.filter(status="working").exists()
 
 
-def test_a_task_run_twice_places_every_order_once(task_queue, recorder):
+def test_a_task_run_twice_places_every_order_once(decisions_as_tasks, task_queue, recorder):
     make_trader(recorder)
     signal = stored_signal(recorder)
 
@@ -218,7 +217,9 @@ def test_a_task_run_twice_places_every_order_once(task_queue, recorder):
     assert PaperOrder.objects.count() == 3
 
 
-def test_a_decision_held_by_a_live_worker_is_not_taken_by_a_second_delivery(task_queue, recorder):
+def test_a_decision_held_by_a_live_worker_is_not_taken_by_a_second_delivery(
+    decisions_as_tasks, task_queue, recorder
+):
     make_trader(recorder)
     signal = stored_signal(recorder)
     task_queue.publish("signal_process", signal.pk)
@@ -280,7 +281,7 @@ def test_the_first_task_drains_its_recorders_backlog_so_later_messages_find_thei
     assert set(Signal.objects.values_list("status", flat=True)) == {Signal.Status.STALE}
 
 
-def test_a_signal_waits_while_a_live_worker_holds_an_earlier_one(recorder):
+def test_a_signal_leaves_its_turn_to_the_live_worker_that_holds_an_earlier_one(recorder):
     earlier = stored_signal(recorder)
     later = stored_signal(recorder, action="close")
     Signal.objects.filter(pk=earlier.pk).update(
@@ -289,15 +290,16 @@ def test_a_signal_waits_while_a_live_worker_holds_an_earlier_one(recorder):
         lease_expires_at=timezone.now() + timedelta(seconds=60),
     )
 
-    with pytest.raises(WaitForEarlier):
-        signal_process(signal_id=later.pk)
+    assert signal_process(signal_id=later.pk) == "waiting"  # that worker drains the recorder, this one too
 
     later.refresh_from_db()
     assert later.status == Signal.Status.PENDING
     assert later.attempts == 0
 
 
-def test_a_traders_decisions_run_in_signal_order(task_queue, recorder, django_capture_on_commit_callbacks):
+def test_a_traders_decisions_run_in_signal_order(
+    decisions_as_tasks, task_queue, recorder, django_capture_on_commit_callbacks
+):
     trader = make_trader(recorder)
     entry = stored_signal(recorder, price=Decimal("5000"))
     close = stored_signal(recorder, action="close", price=Decimal("5001"))
@@ -334,7 +336,7 @@ def test_a_burst_on_one_recorder_is_processed_in_order_without_a_storm_of_messag
 
 
 def test_a_signal_whose_worker_died_after_claiming_it_is_recovered_once_the_lease_expires(
-    task_queue, recorder
+    decisions_as_tasks, task_queue, recorder
 ):
     make_trader(recorder)
     signal = stored_signal(recorder)
@@ -358,7 +360,7 @@ def test_a_signal_whose_worker_died_after_claiming_it_is_recovered_once_the_leas
 
 
 def test_a_trader_task_whose_worker_died_before_sending_sends_everything_once_when_recovered(
-    task_queue, recorder, monkeypatch
+    decisions_as_tasks, task_queue, recorder, monkeypatch
 ):
     make_trader(recorder)
     signal = stored_signal(recorder)
@@ -389,7 +391,7 @@ def test_a_trader_task_whose_worker_died_before_sending_sends_everything_once_wh
 
 
 def test_an_order_whose_worker_died_mid_send_is_looked_up_and_never_sent_twice(
-    task_queue, recorder, monkeypatch
+    decisions_as_tasks, task_queue, recorder, monkeypatch
 ):
     trader = make_trader(recorder)
     signal = stored_signal(recorder)
@@ -419,7 +421,7 @@ def test_an_order_whose_worker_died_mid_send_is_looked_up_and_never_sent_twice(
 
 
 def test_an_order_claimed_by_a_dead_worker_before_the_broker_heard_of_it_is_not_sent_blind(
-    task_queue, recorder
+    decisions_as_tasks, task_queue, recorder
 ):
     make_trader(recorder)
     signal = stored_signal(recorder)
@@ -466,7 +468,9 @@ def test_a_refusal_by_the_broker_is_recorded_verbatim_and_nothing_after_it_is_se
     assert PaperOrder.objects.count() == 0
 
 
-def test_an_unavailable_broker_is_retried_and_the_retry_sends_once(task_queue, recorder, faulty_broker):
+def test_an_unavailable_broker_is_retried_and_the_retry_sends_once(
+    decisions_as_tasks, task_queue, recorder, faulty_broker
+):
     trader = make_trader(recorder)
     faulty_broker.unavailable()
     signal = stored_signal(recorder)
@@ -490,7 +494,7 @@ def test_an_unavailable_broker_is_retried_and_the_retry_sends_once(task_queue, r
 
 
 def test_a_decision_abandoned_after_the_last_retry_marks_its_orders_not_placed(
-    task_queue, recorder, faulty_broker
+    decisions_as_tasks, task_queue, recorder, faulty_broker
 ):
     make_trader(recorder)
     faulty_broker.unavailable()
@@ -675,7 +679,7 @@ def test_a_traders_daily_loss_limit_counts_its_accounts_fills(task_queue, record
 # --- fan-out ------------------------------------------------------------------------------------------------
 
 
-def test_a_signal_fans_out_to_every_enabled_trader_one_task_each(task_queue, owner):
+def test_a_signal_fans_out_to_every_enabled_trader_one_task_each(decisions_as_tasks, task_queue, owner):
     recorder = RecorderFactory(owner=owner, symbol="ES", is_private=False)
     traders = [make_trader(recorder) for _ in range(3)]
     traders += [make_trader(recorder, owner=UserFactory()) for _ in range(9)]
@@ -696,7 +700,9 @@ def test_a_signal_fans_out_to_every_enabled_trader_one_task_each(task_queue, own
     assert paper_position(switched_off) == 0
 
 
-def test_one_unavailable_account_does_not_hold_back_the_others(task_queue, owner, faulty_broker):
+def test_one_unavailable_account_does_not_hold_back_the_others(
+    decisions_as_tasks, task_queue, owner, faulty_broker
+):
     recorder = RecorderFactory(owner=owner, symbol="ES")
     slow, *others = [make_trader(recorder) for _ in range(4)]
     faulty_broker.unavailable()
@@ -760,7 +766,9 @@ def test_a_recorder_with_a_longer_maximum_age_still_trades_an_older_signal(task_
     assert Order.objects.filter(plan_key="entry", status="filled").exists()
 
 
-def test_a_trader_task_that_arrives_late_is_stale_even_if_the_signal_was_fresh(task_queue, recorder):
+def test_a_trader_task_that_arrives_late_is_stale_even_if_the_signal_was_fresh(
+    decisions_as_tasks, task_queue, recorder
+):
     make_trader(recorder)
     signal = stored_signal(recorder)
     task_queue.publish("signal_process", signal.pk)
@@ -856,7 +864,7 @@ def test_the_sweeper_requeues_what_was_left_behind_and_nothing_else(task_queue, 
     assert fresh.pk not in [object_id for _, object_id in task_queue.messages]
 
 
-def test_the_sweeper_requeues_a_decision_whose_message_was_lost(task_queue, recorder):
+def test_the_sweeper_requeues_a_decision_whose_message_was_lost(decisions_as_tasks, task_queue, recorder):
     make_trader(recorder)
     signal = stored_signal(recorder)
     task_queue.publish("signal_process", signal.pk)

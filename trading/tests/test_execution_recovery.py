@@ -76,7 +76,9 @@ def test_while_an_old_stop_cannot_be_cancelled_nothing_new_is_sent_and_the_decis
     assert working_paper_orders(trader) == [("Limit", 1), ("Stop", 1)]
 
 
-def test_a_worker_whose_lease_was_taken_over_sends_nothing(task_queue, owner, monkeypatch):
+def test_a_worker_whose_lease_was_taken_over_sends_nothing(
+    decisions_as_tasks, task_queue, owner, monkeypatch
+):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
     signal = stored_signal(recorder)
@@ -194,7 +196,7 @@ def test_a_liquidation_of_unknown_outcome_on_a_flat_position_is_settled_without_
 
 
 def test_an_add_blocked_by_a_kill_switch_on_its_retry_puts_the_old_protection_back_once(
-    task_queue, owner, faulty_broker
+    decisions_as_tasks, task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
@@ -225,7 +227,7 @@ def test_an_add_blocked_by_a_kill_switch_on_its_retry_puts_the_old_protection_ba
 
 
 def test_protection_replaced_by_a_decision_is_linked_to_it_and_put_back_by_the_link_not_the_words(
-    task_queue, owner, faulty_broker
+    decisions_as_tasks, task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)

@@ -124,7 +124,9 @@ class WorkerKilled(BaseException):
 
 
 @pytest.mark.django_db
-def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(task_queue, owner, monkeypatch):
+def test_a_decision_whose_worker_died_after_claiming_it_is_still_traded(
+    decisions_as_tasks, task_queue, owner, monkeypatch
+):
     recorder = es_recorder(owner)
     make_trader(recorder)
     signal = stored_signal(recorder)
@@ -173,7 +175,7 @@ def test_an_add_refused_by_the_broker_leaves_the_held_position_protected(task_qu
 
 @pytest.mark.django_db
 def test_a_kill_switch_turned_on_while_a_decision_waits_for_its_retry_stops_its_orders(
-    task_queue, owner, faulty_broker
+    decisions_as_tasks, task_queue, owner, faulty_broker
 ):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
@@ -326,7 +328,9 @@ def test_a_close_whose_liquidation_outcome_was_unknown_is_settled_and_the_positi
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_decision_delivered_to_two_workers_at_once_places_its_orders_once(task_queue, owner):
+def test_one_decision_delivered_to_two_workers_at_once_places_its_orders_once(
+    decisions_as_tasks, task_queue, owner
+):
     recorder = es_recorder(owner)
     trader = make_trader(recorder)
     signal = stored_signal(recorder)
@@ -348,7 +352,9 @@ def test_one_decision_delivered_to_two_workers_at_once_places_its_orders_once(ta
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_signal_delivered_to_two_workers_at_once_is_judged_and_recorded_once(task_queue, owner):
+def test_one_signal_delivered_to_two_workers_at_once_is_judged_and_recorded_once(
+    decisions_as_tasks, task_queue, owner
+):
     recorder = es_recorder(owner)
     make_trader(recorder)
     signal = stored_signal(recorder)

@@ -65,12 +65,9 @@ def test_a_json_alert_is_stored_with_its_source_and_queued_once_committed(post, 
     assert signal.content_type == "application/json"
     assert abs(signal.received_at - datetime.now(UTC)) < timedelta(seconds=5)
     assert signal.fields["contracts"] == 2
-    assert task_queue.names() == ["signals_dispatch"]  # once committed
+    assert task_queue.messages == [("signal_process", signal.pk)]  # once committed, its recorder's runner
     task_queue.run()
-    assert [(name, object_id) for name, object_id, _ in task_queue.handled] == [
-        ("signals_dispatch", None),
-        ("signal_process", signal.pk),
-    ]
+    assert [(name, object_id) for name, object_id, _ in task_queue.handled] == [("signal_process", signal.pk)]
 
 
 FIXTURE_SYMBOLS = {
@@ -131,7 +128,7 @@ def test_a_publish_failure_never_fails_the_answer_because_the_row_is_durable(
         raise ConnectionError("Redis is restarting")
 
     monkeypatch.setattr(current_app, "send_task", broken)
-    monkeypatch.setattr(queue, "dispatch_window_open", lambda: True)
+    monkeypatch.setattr(queue, "runner_claim", lambda recorder_id: True)
     with django_capture_on_commit_callbacks(execute=True), caplog.at_level(logging.WARNING):
         response = client.post(f"/webhook/{recorder.webhook_token}", data=b"buy", content_type="text/plain")
 
@@ -195,9 +192,8 @@ def test_outside_any_transaction_an_alert_is_one_insert_and_a_copy_is_still_a_du
     assert answer(first)["status"] == "accepted"
     assert answer(again) == {"status": "duplicate", "signal": answer(first)["signal"]}
     assert Signal.objects.filter(alert_id="A-1").count() == 1
-    assert (
-        task_queue.names() == ["signals_dispatch"] * 2
-    )  # the warm-up and the first: the duplicate queues nothing
+    # The warm-up and the first: the duplicate queues nothing.
+    assert task_queue.names() == ["signal_process"] * 2
 
 
 # --- the recorder lookup, cached for a second ---------------------------------------------------------------
@@ -253,7 +249,7 @@ def test_the_same_alert_id_is_a_duplicate_of_the_first_signal_even_with_another_
     assert first.status_code == again.status_code == 200
     assert answer(again) == {"status": "duplicate", "signal": answer(first)["signal"]}
     assert Signal.objects.count() == 1
-    assert task_queue.names() == ["signals_dispatch"]  # for the first only
+    assert task_queue.names() == ["signal_process"]  # for the first only
 
 
 def test_an_alert_id_is_per_recorder(post, client):
