@@ -55,10 +55,12 @@ def _contract_table(request):
 @pytest.fixture(autouse=True)
 def _fresh_webhook_state(monkeypatch) -> None:
     """Each test starts without the webhook's cached recorders and with runner keys of its own."""
-    from trading.services import queue  # needs Django set up, which fixtures have
+    from trading import caches  # needs Django set up, which fixtures have
+    from trading.services import queue
     from webhooks.services import recorder_cache_clear
 
     recorder_cache_clear()
+    caches.forget()
     monkeypatch.setattr(queue, "RUNNER_KEY", f"test-runner-{uuid.uuid4().hex}:{{}}")
 
 

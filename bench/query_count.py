@@ -1,8 +1,8 @@
 """SQL statements per processed paper alert, by phase and by table (bench/pipeline.py `--only queries`).
 
-Each phase is called in this process as the web process and the worker call it: the webhook view, the
-dispatcher, signal_process and trader_signal_execute. Their task messages go to Redis and are never consumed
-(the bench empties Redis before it starts the workers).
+Each phase is called in this process as the web process and the worker call it: the webhook view, then the
+recorder's runner (`signal_process`: the signal judged, its decision planned, its orders sent). The task
+messages they send go to Redis and are never consumed (the bench empties Redis before it starts the workers).
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ def _phase(call) -> tuple[dict, object]:
 
 def count_paper_alert(user) -> dict:
     """Three paper alerts in a row on a fresh recorder and paper trader: buy (cold caches), close, buy."""
-    from trading.models import Decision
-    from trading.services import broker_accounts, execution, recorders, signals, traders
+    from trading.services import broker_accounts, recorders, signals, traders
     from webhooks.views import webhook
 
     account = broker_accounts.broker_account_create(owner=user, name="Paper queries")
@@ -66,13 +65,9 @@ def count_paper_alert(user) -> dict:
         phases = {}
         phases["webhook"], response = _phase(lambda request=request: webhook(request, recorder.webhook_token))
         signal_id = json.loads(response.content)["signal"]
-        phases["dispatch"], _ = _phase(signals.signals_dispatch)
+        # The runner: the signal judged, its decision planned and its orders sent, in one task.
         phases["signal_process"], _ = _phase(
             lambda signal_id=signal_id: signals.signal_process(signal_id=signal_id)
-        )
-        decision_ids = list(Decision.objects.filter(signal_id=signal_id).values_list("pk", flat=True))
-        phases["trader_execute"], _ = _phase(
-            lambda ids=decision_ids: [execution.trader_signal_execute(decision_id=d) for d in ids]
         )
         phases["total"] = {"total": sum(p["total"] for p in phases.values())}
         alerts[label] = phases

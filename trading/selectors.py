@@ -14,6 +14,7 @@ from django.db.models import Count, DecimalField, OuterRef, Prefetch, Q, QuerySe
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from trading import caches
 from trading.models import (
     PLAN_SETTING_FIELDS,
     RISK_SETTING_FIELDS,
@@ -61,7 +62,14 @@ INDICATOR_ALERT_MESSAGE = (
 
 
 def contract_specs() -> dict[str, ContractInfo]:
-    """Return every contract specification by root, as the pure value the risk engine and plans use."""
+    """Return every contract specification by root, as the pure value the risk engine and plans use.
+
+    A per-process copy (`trading.caches`): a signal reads them several times, an operator changes them rarely.
+    """
+    return caches.remembered("contract_specs", _contract_specs_load)
+
+
+def _contract_specs_load() -> dict[str, ContractInfo]:
     return {spec.root: spec.as_contract_info() for spec in ContractSpec.objects.all()}
 
 

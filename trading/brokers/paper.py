@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import F, Q, Sum, Value
 from django.utils import timezone
 
 from trading.brokers.base import (
@@ -43,13 +43,13 @@ from trading.brokers.base import (
 from trading.models import (
     BrokerAccount,
     BrokerSubAccount,
-    ContractSpec,
     LastPrice,
     PaperFill,
     PaperOrder,
     PaperPosition,
 )
 from trading.risk import RecorderBook, session_key
+from trading.selectors import contract_specs
 from trading.symbols import CONTRACTS, ContractInfo, SymbolError, symbol_root
 
 PAPER_STARTING_CASH = Decimal("100000.00")
@@ -70,8 +70,7 @@ def paper_account_id(broker_account_id: int) -> str:
 
 
 def _contracts() -> dict[str, ContractInfo]:
-    specs = {spec.root: spec.as_contract_info() for spec in ContractSpec.objects.all()}
-    return specs or dict(CONTRACTS)
+    return contract_specs() or dict(CONTRACTS)
 
 
 def _opposite(action: str) -> str:
@@ -574,10 +573,25 @@ def _trail(row: PaperOrder, price: Decimal) -> None:
         row.stop_price = candidate
 
 
+def reached_by(price: Decimal) -> Q:
+    """Working orders a new price fills (as `_crossing_price` decides) or whose trailing stop it moves."""
+    buy, sell = Q(action="Buy"), Q(action="Sell")
+    stops = Q(order_type__in=("Stop", "TrailingStop"))
+    trailing = Q(order_type="TrailingStop", trail_distance__isnull=False)
+    return (
+        Q(order_type="Market")
+        | Q(order_type="Limit") & (buy & Q(price__gte=price) | sell & Q(price__lte=price))
+        | stops & (buy & Q(stop_price__lte=price) | sell & Q(stop_price__gte=price))
+        | trailing & sell & Q(stop_price__lt=Value(price) - F("trail_distance"))
+        | trailing & buy & Q(stop_price__gt=Value(price) + F("trail_distance"))
+    )
+
+
 def paper_price_update(*, owner_id: int, symbol: str, price: Decimal) -> list[int]:
     """Cross the owner's resting paper orders in `symbol` with a new price; return the accounts that filled.
 
-    The caller stores the price first (LastPrice); each book is matched in its own short transaction.
+    Only the books with an order the price reaches are locked and matched, each in its own short transaction;
+    the caller stores the price first (LastPrice).
     """
     try:
         root = symbol_root(symbol, _contracts().keys())
@@ -585,6 +599,7 @@ def paper_price_update(*, owner_id: int, symbol: str, price: Decimal) -> list[in
         return []
     books = (
         PaperOrder.objects.filter(
+            reached_by(price),
             broker_account__owner_id=owner_id,
             broker_account__kind=BrokerAccount.Kind.PAPER,
             root=root,

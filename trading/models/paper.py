@@ -70,6 +70,17 @@ class PaperOrder(models.Model):
                 condition=models.Q(status="working"),
                 name="trading_paperorder_work_idx",
             ),
+            # A new price finds the resting orders it reaches by contract and price, not by account.
+            models.Index(
+                fields=["root", "price"],
+                condition=models.Q(status="working"),
+                name="trading_paperorder_limit_idx",
+            ),
+            models.Index(
+                fields=["root", "stop_price"],
+                condition=models.Q(status="working"),
+                name="trading_paperorder_stop_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -16,6 +16,8 @@ from trading.models import Decision, Order, Signal
 
 DECISION_LEASE = timedelta(seconds=20)
 UNFINISHED_DECISION = (Decision.Status.PENDING, Decision.Status.EXECUTING)
+# The runner records a signal's price for its recorder's owner once the recorder judged it so.
+PRICED_SIGNAL = (Signal.Status.PROCESSED, Signal.Status.REFUSED)
 
 
 def decision_lease_renew(decision_id: int, token: uuid.UUID) -> None:

@@ -45,6 +45,7 @@ from trading.selectors import (
 from trading.services import queue
 from trading.services.decisions import (
     DECISION_LEASE,
+    PRICED_SIGNAL,
     UNFINISHED_DECISION,
     decision_close,
     decision_fail,
@@ -254,8 +255,10 @@ def decision_plan(decision: Decision, token: uuid.UUID, now: datetime) -> bool:
         )
         return False
     root = contract.root
-    if signal.price is not None:
-        # The signal's price is the market for this user now: resting paper orders it crosses fill first.
+    # The signal's price is the market for this user now: resting paper orders it crosses fill first. The
+    # recorder's runner recorded it already for the recorder's owner; a follower of a public recorder not.
+    recorded = account.owner_id == recorder.owner_id and signal.status in PRICED_SIGNAL
+    if signal.price is not None and not recorded:
         price_record(owner=account.owner_id, symbol=root, price=signal.price, source=f"signal:{signal.pk}")
     decision_lease_renew(decision.pk, token)
     try:
@@ -489,13 +492,17 @@ def decision_submit(decision: Decision, token: uuid.UUID) -> str:
     for order in orphans:
         renew()
         order_settle(order_id=order.pk, broker=broker)
-    orders = list(Order.objects.filter(decision=decision).order_by("account_id", "sequence", "pk"))
+    if orphans:
+        orders = list(Order.objects.filter(decision=decision).order_by("account_id", "sequence", "pk"))
     details = {item.get("account_id"): item for item in decision.details or []}
     now = timezone.now()
-    stale = signal_staleness(signal, trader.recorder.max_signal_age, now) if decision.attempts > 1 else None
-    # A kill switch turned on after planning (while this decision waited for a retry) must still stop what
-    # would open or grow a position; like staleness it leaves take-profits, stops and exits to go out.
-    stale = stale or killswitch_reason(user_id=account.owner_id, account_id=account.pk)
+    stale = None
+    if decision.attempts > 1:
+        # A retry: the signal may have aged, and a kill switch turned on while it waited must still stop what
+        # would open or grow a position; both leave take-profits, stops and exits to go out. (A first run
+        # planned a moment ago, past the same checks.)
+        stale = signal_staleness(signal, trader.recorder.max_signal_age, now)
+        stale = stale or killswitch_reason(user_id=account.owner_id, account_id=account.pk)
 
     by_account: dict[str, list[Order]] = {}
     for order in orders:

@@ -16,6 +16,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
+from trading import caches
 from trading.claims import CATCH_UP_SECONDS, row_claim, run_in_order
 from trading.errors import WaitForEarlier
 from trading.models import (
@@ -29,7 +30,7 @@ from trading.selectors import (
 )
 from trading.services import queue
 from trading.services.contracts import contract_root
-from trading.services.decisions import risk_signal, signal_staleness
+from trading.services.decisions import PRICED_SIGNAL, risk_signal, signal_staleness
 from trading.services.execution import decisions_execute
 from trading.services.killswitches import blocking_reason, engaged_switches
 from trading.services.prices import price_record
@@ -258,6 +259,7 @@ def signal_process(*, signal_id: int, now: datetime | None = None) -> str:
 
 def _signal_process_one(signal_id: int, now: datetime) -> str:
     """Claim one signal with a lease and judge it; "not-claimed" when someone else holds it or it is done."""
+    caches.refresh()
     token = row_claim(
         Signal.objects.filter(pk=signal_id),
         now,
@@ -306,7 +308,7 @@ def _signal_process_one(signal_id: int, now: datetime) -> str:
             processed_at=timezone.now(),
         )
         return Signal.Status.FAILED
-    if signal.price is not None and signal.status in (Signal.Status.PROCESSED, Signal.Status.REFUSED):
+    if signal.price is not None and signal.status in PRICED_SIGNAL:
         try:
             price_record(
                 owner=signal.recorder.owner_id,

@@ -294,6 +294,29 @@ def test_a_price_crosses_only_its_owners_orders(broker, sub, owner):
     assert status_of(other.broker_order_id) == "working"
 
 
+def test_a_price_touches_only_the_books_it_reaches_however_many_the_owner_has(
+    owner, django_assert_num_queries
+):
+    price(owner, "5000")
+    books = [PaperBroker(BrokerAccountFactory(owner=owner)) for _ in range(5)]
+    for number, book in enumerate(books):
+        sub = book.list_accounts()[0].id
+        book.place_bracket(bracket(sub, take_profit=str(5010 + number), stop=str(4990 - number)))
+    trailing = PaperBroker(BrokerAccountFactory(owner=owner))
+    trailing_sub = trailing.list_accounts()[0].id
+    trailing.place_order(order(trailing_sub, "Buy"))
+    stop = trailing.place_order(
+        order(trailing_sub, "Sell", "TrailingStop", client_id="trail", stop_price="4990", trail_distance="10")
+    )
+
+    with django_assert_num_queries(1):  # between every stop and every target: nothing to lock or fill
+        assert paper_price_update(owner_id=owner.pk, symbol="ES", price=Decimal("5000")) == []
+
+    price(owner, "5005")  # moves the trailing stop only
+    assert PaperOrder.objects.get(pk=int(stop.broker_order_id)).stop_price == Decimal("4995")
+    assert price(owner, "5012") == [book.broker_account_id for book in books[:3]]  # the first three targets
+
+
 def test_the_balance_keeps_realized_pnl_per_session_and_values_the_open_position(broker, sub, owner):
     price(owner, "5000")
     broker.place_order(order(sub, quantity=3, client_id="open"))

@@ -119,15 +119,17 @@ def test_one_alert_reaches_every_account_side_by_side_and_a_slow_account_holds_b
     traders = [make_trader(recorder) for _ in range(3)]
     slow = traders[0].account
     others_placed = threading.Barrier(3, timeout=THREAD_TIMEOUT)
-    real_bracket = PaperBroker.place_bracket
+    real_place = PaperBroker.place_order
+    placed_by: list[str] = []
 
     class SlowFirstAccount(PaperBroker):
-        def place_bracket(self, bracket):
-            if self.account.pk == slow.pk:
-                # Answers only once both other accounts have their bracket: run in turn, this would hang.
+        def place_order(self, order):
+            placed_by.append(threading.current_thread().name)
+            if self.broker_account_id == slow.pk:
+                # Answers only once both other accounts have their entry: run in turn, this would hang.
                 others_placed.wait()
-            placed = real_bracket(self, bracket)
-            if self.account.pk != slow.pk:
+            placed = real_place(self, order)
+            if self.broker_account_id != slow.pk:
                 others_placed.wait()
             return placed
 
@@ -142,7 +144,8 @@ def test_one_alert_reaches_every_account_side_by_side_and_a_slow_account_holds_b
     signal_process(signal_id=signal.pk)
 
     assert sorted(Decision.objects.values_list("status", flat=True)) == ["executed"] * 3
-    assert PaperOrder.objects.filter(parent=None, status=PaperOrder.Status.FILLED).count() == 3
+    assert len(set(placed_by)) == 3  # three threads, each with its own account
+    assert PaperOrder.objects.filter(status=PaperOrder.Status.FILLED).count() == 3
     accounts = set(PaperOrder.objects.values_list("broker_account_id", flat=True))
     assert accounts == {trader.account_id for trader in traders}
     assert BrokerAccount.objects.count() == 3
