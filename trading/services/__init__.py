@@ -5,6 +5,7 @@ a line), so the stages depend one way and without cycles; `trading/tests/test_la
 
     demo, sweep, reconciliation
     signals
+    fanout
     execution
     prices
     sync

@@ -31,7 +31,7 @@ from trading.selectors import (
 from trading.services import queue
 from trading.services.contracts import contract_root
 from trading.services.decisions import PRICED_SIGNAL, risk_signal, signal_staleness
-from trading.services.execution import decisions_execute
+from trading.services.fanout import decisions_execute
 from trading.services.killswitches import blocking_reason, engaged_switches
 from trading.services.prices import price_record
 from trading.services.recorders import recorder_signal_evaluate
