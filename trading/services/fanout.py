@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -24,7 +25,7 @@ def decisions_execute(*, decision_ids: Sequence[int]) -> None:
 
     One slow or failing account holds back none of the others; what cannot finish now (the broker is down, an
     earlier decision of the trader is still in another worker's hands) is handed to `trader_signal_execute`
-    tasks, which retry with backoff. Side effects stay in their own decision: nothing here raises.
+    tasks, which retry with backoff. One decision's failure stays its own: only the task's time limit raises.
     """
     if not decision_ids:
         return
@@ -71,6 +72,8 @@ def _decision_run(decision_id: int) -> None:
     except RetryLater as retry:
         countdown = retry.countdown or RETRY_BACKOFF[0]
         queue.task_publish(queue.TRADER_SIGNAL_EXECUTE, decision_id, countdown=countdown)
+    except SoftTimeLimitExceeded:
+        raise  # the runner's task is out of time: it stops here, the sweeper hands the rest on
     except Exception:
         # Its lease lapses and the sweeper hands it on; the other decisions of the signal go on.
         logger.exception("Decision %s could not be executed now; the sweeper hands it on", decision_id)
