@@ -1,4 +1,4 @@
-"""Signals: accept an alert, dispatch pending ones, judge each (staleness, kill switch, recorder)."""
+"""Signals: accept an alert, run its recorder (in arrival order) and judge each signal into decisions."""
 
 from __future__ import annotations
 
