@@ -56,11 +56,13 @@ def _contract_table(request):
 def _fresh_webhook_state(monkeypatch) -> None:
     """Each test starts without the webhook's cached recorders and with runner keys of its own."""
     from trading import caches  # needs Django set up, which fixtures have
+    from trading.brokers import registry
     from trading.services import queue
     from webhooks.services import recorder_cache_clear
 
     recorder_cache_clear()
     caches.forget()
+    registry.token_cache_clear()
     monkeypatch.setattr(queue, "RUNNER_KEY", f"test-runner-{uuid.uuid4().hex}:{{}}")
 
 

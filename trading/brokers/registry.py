@@ -15,6 +15,7 @@ from trading.brokers.base import Broker, BrokerNeedsAttention
 from trading.brokers.paper import PaperBroker
 from trading.brokers.tradovate import (
     DEFAULT_TIMEOUT,
+    RENEW_BEFORE_EXPIRY,
     Timeout,
     TradovateBroker,
     TradovateClient,
@@ -28,6 +29,17 @@ RENEWAL_LOCK_SECONDS = 60
 RENEWAL_LOCK_WAIT_SECONDS = 30.0
 RENEWAL_LOCK_POLL_SECONDS = 0.1
 LEASE_FIELD = "token_renewal_until"
+# A token read from the row is reused by this process for this long, and only while it is not due for renewal:
+# a decision then reads no token, and a token renewed or replaced elsewhere reaches this process within it.
+TOKEN_CACHE_SECONDS = 30.0
+_tokens: dict[int, tuple[float, TradovateToken]] = {}
+_tokens_lock = threading.Lock()
+
+
+def token_cache_clear() -> None:
+    """Forget every token this process reused (tests start so)."""
+    with _tokens_lock:
+        _tokens.clear()
 
 
 class AccountTokenStore:
@@ -39,9 +51,29 @@ class AccountTokenStore:
 
     def __init__(self, account_id: int) -> None:
         self.account_id = account_id
+        self._renewing = False
 
     def get(self) -> TradovateToken | None:
         """The freshest token stored: the cached access token, else the OAuth token from the last connect."""
+        with _tokens_lock:
+            kept = _tokens.get(self.account_id)
+        # Under the renewal lock the row is always read: another process may have just renewed the token.
+        if (
+            not self._renewing
+            and kept is not None
+            and time.monotonic() - kept[0] < TOKEN_CACHE_SECONDS
+            and kept[1].expires_at - timezone.now() > RENEW_BEFORE_EXPIRY
+        ):
+            return kept[1]
+        token = self._read()
+        with _tokens_lock:
+            if token is None:
+                _tokens.pop(self.account_id, None)
+            else:
+                _tokens[self.account_id] = (time.monotonic(), token)
+        return token
+
+    def _read(self) -> TradovateToken | None:
         row = (
             BrokerAccount.objects.filter(pk=self.account_id)
             .values(
@@ -83,6 +115,8 @@ class AccountTokenStore:
         if token.user_id is not None:
             changes["broker_user_id"] = token.user_id
         BrokerAccount.objects.filter(pk=self.account_id).update(**changes)
+        with _tokens_lock:
+            _tokens[self.account_id] = (time.monotonic(), token)
 
     @contextmanager
     def renewal_lock(self) -> Iterator[None]:
@@ -95,9 +129,11 @@ class AccountTokenStore:
         while held_until is None and time.monotonic() < deadline:
             time.sleep(RENEWAL_LOCK_POLL_SECONDS)
             held_until = account_lease_take(self.account_id, LEASE_FIELD, RENEWAL_LOCK_SECONDS)
+        self._renewing = True
         try:
             yield
         finally:
+            self._renewing = False
             if held_until is not None:
                 account_lease_release(self.account_id, LEASE_FIELD, held_until)
 

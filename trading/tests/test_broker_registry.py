@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
+from trading.brokers import registry
 from trading.brokers.base import BrokerNeedsAttention
 from trading.brokers.paper import PaperBroker
 from trading.brokers.registry import AccountTokenStore, broker_for_account
@@ -77,3 +78,34 @@ def test_the_token_store_shares_the_freshest_token_encrypted_on_the_account_row(
     assert "access-secret" not in stored
     with store.renewal_lock():
         pass
+
+
+def test_a_stored_token_is_reused_by_the_process_without_a_query_until_it_is_due_for_renewal(
+    owner, django_assert_num_queries, monkeypatch
+):
+    account = TradovateAccountFactory(owner=owner)
+    fresh = TradovateToken("fresh-token", datetime.now(UTC) + timedelta(hours=1), "password")
+    AccountTokenStore(account.pk).put(fresh)
+
+    with django_assert_num_queries(0):  # another decision of this process, a moment later
+        assert AccountTokenStore(account.pk).get() == fresh
+
+    # Renewed by another process: seen under the renewal lock at once, and by everyone within the cache time.
+    renewed = TradovateToken("renewed-token", datetime.now(UTC) + timedelta(hours=2), "password")
+    BrokerAccount.objects.filter(pk=account.pk).update(
+        access_token=renewed.access_token, access_token_expires_at=renewed.expires_at
+    )
+    store = AccountTokenStore(account.pk)
+    with store.renewal_lock():
+        assert store.get().access_token == "renewed-token"
+    monkeypatch.setattr(registry, "TOKEN_CACHE_SECONDS", 0.0)
+    assert AccountTokenStore(account.pk).get().access_token == "renewed-token"
+
+
+def test_a_token_due_for_renewal_is_always_read_from_the_row(owner, django_assert_num_queries):
+    account = TradovateAccountFactory(owner=owner)
+    ending = TradovateToken("ending-token", datetime.now(UTC) + timedelta(minutes=5), "password")
+    AccountTokenStore(account.pk).put(ending)
+
+    with django_assert_num_queries(1):
+        assert AccountTokenStore(account.pk).get().access_token == "ending-token"
