@@ -19,7 +19,7 @@ PHASES = (
     ("Celery publish (apply_async)", r"\bapply_async \(|\bsend_task \("),
     ("paper broker: price update / matching", r"paper_price_update|_Matcher|_crossing_price"),
     ("paper broker: account sync", r"\baccount_sync \(|_sync_orders|_apply_fills|_correct_positions"),
-    ("paper broker: place order / book", r"\(.*brokers/paper\.py"),
+    ("paper broker: place order / book", r"\(.*brokers/paper/"),
     ("leases and claims", r"\b(_claim|_lease_renew|_claimable) \("),
     ("in-order checks (_in_order head queries)", r"\b_in_order \("),
     (

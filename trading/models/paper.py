@@ -1,6 +1,6 @@
 """The paper broker's own book: the simulated exchange and account.
 
-Only trading/brokers/paper.py writes here; the rest of the product sees it through the Broker interface,
+Only trading/brokers/paper/ writes here; the rest of the product sees it through the Broker interface,
 exactly as it sees Tradovate.
 """
 
