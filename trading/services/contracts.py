@@ -1,28 +1,14 @@
-"""Contract roots known to the pipeline, cached per process."""
+"""Contract roots known to the pipeline, from the per-process copy of the contract specifications."""
 
 from __future__ import annotations
 
-import time
-
-from trading.models import (
-    ContractSpec,
-)
+from trading.selectors import contract_specs
 from trading.symbols import CONTRACTS, symbol_root
-
-ROOTS_CACHE_SECONDS = 300.0
-
-
-_roots_cache: tuple[float, frozenset[str]] | None = None
 
 
 def contract_roots() -> frozenset[str]:
-    """Return every known contract root; cached for a few minutes, as ContractSpec rarely changes."""
-    global _roots_cache
-    now = time.monotonic()
-    if _roots_cache is None or now - _roots_cache[0] > ROOTS_CACHE_SECONDS:
-        roots = frozenset(ContractSpec.objects.values_list("root", flat=True)) | frozenset(CONTRACTS)
-        _roots_cache = (now, roots)
-    return _roots_cache[1]
+    """Return every known contract root (the specifications' copy is dropped when one changes)."""
+    return frozenset(contract_specs()) | frozenset(CONTRACTS)
 
 
 def contract_root(symbol: str) -> str:

@@ -29,6 +29,7 @@ ORDER_SETTLE = "trading.tasks.order_settle"
 # Long enough for any runner between two renewals (a signal and its orders), short enough that a runner that
 # died leaves its recorder to the next alert well inside a recorder's maximum signal age.
 RUNNER_LEASE_SECONDS = 20.0
+RUNNER_LEASE_MS = int(RUNNER_LEASE_SECONDS * 1000)  # Redis takes the lease in milliseconds
 RUNNER_KEY = "justtrades:recorder-runner:{}"
 _redis_client = None
 
@@ -74,8 +75,7 @@ def runner_claim(recorder_id: int) -> bool:
     try:
         if settings.REDIS_URL:
             # Redis directly: one round trip, a lease in milliseconds, and atomic across machines.
-            milliseconds = int(RUNNER_LEASE_SECONDS * 1000)
-            return bool(_redis().set(key, b"1", nx=True, px=milliseconds))
+            return bool(_redis().set(key, b"1", nx=True, px=RUNNER_LEASE_MS))
         return cache.add(key, 1, RUNNER_LEASE_SECONDS)
     except Exception:
         logger.warning(
@@ -89,7 +89,7 @@ def runner_renew(recorder_id: int) -> None:
     key = RUNNER_KEY.format(recorder_id)
     try:
         if settings.REDIS_URL:
-            _redis().set(key, b"1", px=int(RUNNER_LEASE_SECONDS * 1000))
+            _redis().set(key, b"1", px=RUNNER_LEASE_MS)
         else:
             cache.set(key, 1, RUNNER_LEASE_SECONDS)
     except Exception:

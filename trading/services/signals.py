@@ -13,7 +13,6 @@ from typing import Any, Literal
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Min, QuerySet
 from django.utils import timezone
 
 from trading import caches
@@ -47,13 +46,6 @@ logger = logging.getLogger(__name__)
 SIGNAL_LEASE = timedelta(seconds=30)
 
 UNFINISHED_SIGNAL = (Signal.Status.PENDING, Signal.Status.PROCESSING)
-
-
-def recorder_heads(signals: QuerySet) -> list[int]:
-    """The oldest of `signals` for each recorder, oldest first."""
-    return list(
-        signals.values("recorder_id").annotate(head=Min("pk")).order_by("head").values_list("head", flat=True)
-    )
 
 
 @dataclass(frozen=True)

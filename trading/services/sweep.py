@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
 from trading.models import (
@@ -16,7 +16,6 @@ from trading.models import (
     Signal,
 )
 from trading.services import queue
-from trading.services.signals import recorder_heads
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +33,13 @@ class SweepReport:
     signals: int
     decisions: int
     orders_to_settle: int
+
+
+def recorder_heads(signals: QuerySet) -> list[int]:
+    """The oldest of `signals` for each recorder, oldest first."""
+    return list(
+        signals.values("recorder_id").annotate(head=Min("pk")).order_by("head").values_list("head", flat=True)
+    )
 
 
 def signals_sweep(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -> SweepReport:
